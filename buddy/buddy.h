@@ -1,0 +1,215 @@
+/*
+ * The buddy core: zones carved from mmap, an out-of-band page map, free
+ * lists by order, split and merge. After Linux mm/page_alloc.c.
+ *
+ * Functions named __za_* must be called with the zone's lock held.
+ */
+#ifndef ZA_BUDDY_H
+#define ZA_BUDDY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "os/os.h"
+#include "zonealloc.h"
+
+/*
+ * A zone is 64 MiB of address space aligned to 64 MiB, so the zone of any
+ * address is `addr >> ZA_ZONE_SHIFT` and the page within it is
+ * `(addr & (ZA_ZONE_SIZE - 1)) >> ZA_PAGE_SHIFT`. With 4 MiB max blocks a
+ * zone holds 16 of them, and a block's buddy is always in the same zone.
+ */
+#define ZA_ZONE_SHIFT   26
+#define ZA_ZONE_SIZE    ((size_t)1 << ZA_ZONE_SHIFT)
+#define ZA_ZONE_PAGES   ((uint32_t)(ZA_ZONE_SIZE >> ZA_PAGE_SHIFT))
+#define ZA_MAX_BLOCK_PAGES ((uint32_t)1 << (ZA_MAX_ORDER - 1))
+#define ZA_MAX_ZONES    4096   /* 256 GiB of buddy heap */
+#define ZA_VA_BITS      47     /* user address space on x86-64 and arm64 */
+#define ZA_PFN_NONE     UINT32_MAX
+
+/* What a page-map entry describes. Only block heads carry a state other
+ * than ZA_PG_TAIL; a slab's other pages point back to its head. */
+enum za_page_state {
+	ZA_PG_TAIL = 0,   /* inside a block whose head is lower */
+	ZA_PG_FREE,       /* head of a free block, on free_area[order] */
+	ZA_PG_BLOCK,      /* head of an allocated 2^order block */
+	ZA_PG_RUN,        /* head of an allocated exact run of `count` pages */
+	ZA_PG_PCP,        /* head of a block held by a per-thread cache */
+	ZA_PG_SLAB,       /* head of a slab (2^order pages) */
+	ZA_PG_SLAB_TAIL,  /* page of a slab; the head is `count` pages lower */
+	ZA_PG_STATE_COUNT
+};
+
+/* Page flags. */
+#define ZA_PGF_RELEASED 0x01 /* free block whose memory was given back */
+
+#define ZA_PAGE_PRIVATE_BYTES 48
+
+/*
+ * One entry per 4 KiB page, 64 bytes, kept out of band in the zone's page
+ * map. next/prev link free blocks of one order (pfns within the zone);
+ * `private` belongs to whoever holds the block: a per-thread cache links
+ * through it, a slab keeps its descriptor in it.
+ */
+struct za_page {
+	uint32_t next, prev;
+	uint8_t state;
+	uint8_t order;
+	uint8_t flags;
+	uint8_t owner_data;  /* free for the holder of the block (slab class) */
+	uint32_t count;
+	union {
+		struct za_page *pcp_next;
+		unsigned char private[ZA_PAGE_PRIVATE_BYTES];
+	};
+};
+_Static_assert(sizeof(struct za_page) == 64, "page map entry is one cache line");
+
+/* Anything the region table can point at: a zone or a huge mapping. */
+enum za_region_kind { ZA_REGION_ZONE = 1, ZA_REGION_HUGE = 2 };
+struct za_region {
+	uintptr_t base;
+	size_t size;
+	int kind;
+};
+
+/*
+ * Invariants of a zone, kept under `lock` (all checked by za_buddy_check):
+ *  - every page is covered by exactly one block: free, allocated, cached,
+ *    a run, or a slab; a block of order k starts at a pfn divisible by 2^k;
+ *  - a block is on free_area[k] iff its head is ZA_PG_FREE with order k;
+ *  - nr_free[k] counts free_area[k], bit k of free_mask is set iff
+ *    nr_free[k] > 0, pages_free = sum of nr_free[k] << k;
+ *  - no two free buddies of equal order are left unmerged.
+ */
+struct za_zone {
+	struct za_region region;   /* first: the region table points here */
+	struct za_page *pages;     /* ZA_ZONE_PAGES entries */
+	int index;
+	_Atomic int active;        /* mapped and serving */
+	pthread_mutex_t lock;
+	_Atomic uint32_t free_mask;  /* read without the lock as a hint */
+	uint32_t free_head[ZA_MAX_ORDER];
+	uint32_t nr_free[ZA_MAX_ORDER];
+	_Atomic uint32_t pages_free;
+	uint64_t splits, merges;
+	uint64_t alloc_calls[ZA_MAX_ORDER], free_calls[ZA_MAX_ORDER];
+} __attribute__((aligned(64)));
+
+/* ---- region table: which zone or huge mapping owns an address ---- */
+
+extern struct za_region *za_region_table[(size_t)1 << (ZA_VA_BITS - ZA_ZONE_SHIFT)];
+
+/* O(1), and never faults, whatever the address. */
+static inline struct za_region *za_region_of(const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr;
+	if (unlikely(a >> ZA_VA_BITS))
+		return NULL;
+	struct za_region *r = __atomic_load_n(&za_region_table[a >> ZA_ZONE_SHIFT],
+					      __ATOMIC_ACQUIRE);
+	if (r && likely(a - r->base < r->size))
+		return r;
+	return NULL;
+}
+
+static inline struct za_zone *za_zone_of(const void *addr)
+{
+	struct za_region *r = za_region_of(addr);
+	return (r && r->kind == ZA_REGION_ZONE) ? (struct za_zone *)r : NULL;
+}
+
+static inline uint32_t za_pfn_of(const struct za_zone *zone, const void *addr)
+{
+	return (uint32_t)(((uintptr_t)addr - zone->region.base) >> ZA_PAGE_SHIFT);
+}
+
+static inline void *za_page_addr(const struct za_zone *zone, uint32_t pfn)
+{
+	return (void *)(zone->region.base + ((uintptr_t)pfn << ZA_PAGE_SHIFT));
+}
+
+/* Registers [base, base+size) (base aligned to the zone size); 0 or errno. */
+int za_region_register(struct za_region *r);
+void za_region_unregister(struct za_region *r);
+
+/* ---- zones (buddy/zone.c) ---- */
+
+extern struct za_zone za_zones[ZA_MAX_ZONES];
+extern _Atomic int za_nr_zones;   /* zones[0 .. za_nr_zones) ever used */
+extern pthread_mutex_t za_zones_lock;
+/* Zone lifetime counters, under za_zones_lock. */
+struct za_zone_counters {
+	uint64_t mapped, unmapped;
+};
+extern struct za_zone_counters za_zone_stats;
+
+/* Maps one more zone unless a zone already has a block of `order` (another
+ * thread grew first); ZA_OK or ZA_ENOMEM_OS. */
+za_status za_zone_grow(unsigned order);
+/* Called after a free left `zone` wholly free: keep one spare, unmap more. */
+void za_zone_maybe_release(struct za_zone *zone);
+
+/* ---- the page allocator (buddy/page_alloc.c) ---- */
+
+struct za_merge_result {
+	unsigned order_in;
+	unsigned order_out;
+	unsigned merges;
+};
+
+uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order);
+struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order);
+/* Frees [pfn, end) as the largest aligned blocks that fit. */
+void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end);
+
+/* Takes a 2^order block from any zone (per-thread cache first); NULL when
+ * no zone has one. Never grows, never blocks beyond the zone locks. */
+void *za_buddy_alloc(unsigned order);
+/* Returns a block taken with za_buddy_alloc; the state is checked first. */
+void za_buddy_free(void *block, unsigned order);
+/* Shortens a block just taken with za_buddy_alloc to an exact run. */
+void za_buddy_make_run(void *block, unsigned order, uint32_t npages);
+void za_buddy_free_run(void *run, uint32_t npages);
+/* Turns an allocated block into ZA_PG_SLAB (tails point to the head). */
+struct za_page *za_buddy_make_slab(void *block, unsigned order);
+void za_buddy_free_slab(void *block);
+
+size_t za_buddy_free_pages_total(void);
+
+/* ---- per-thread page caches (buddy/pcp.c) ---- */
+
+#define ZA_PCP_ORDERS 4   /* orders 0..3 are cached (kernel: costly order) */
+
+void *za_pcp_alloc(unsigned order);
+bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order);
+void za_pcp_drain_self(void);
+void za_pcp_drain_all(void);
+size_t za_pcp_pages_cached(void);
+void za_pcp_lock_all(void);
+void za_pcp_unlock_all(void);
+void za_pcp_reset_child(void);
+uint64_t za_pcp_drain_count(void);
+
+/* ---- internal metadata objects (buddy/meta.c) ---- */
+
+void *za_meta_alloc(size_t size);           /* zeroed, 64-byte aligned */
+void za_meta_free(void *obj, size_t size);
+void za_meta_lock(void);
+void za_meta_unlock(void);
+void za_meta_reset_child(void);
+
+/* ---- misuse ---- */
+
+void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
+		       const struct za_zone *zone, uint32_t pfn, int expected_order)
+	__attribute__((noreturn, cold));
+
+/* Locks for fork. */
+void za_buddy_lock_all(void);
+void za_buddy_unlock_all(void);
+void za_buddy_reset_child(void);
+
+#endif

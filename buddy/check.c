@@ -1,0 +1,140 @@
+/*
+ * za_buddy_check: the expensive, complete verification of every zone's
+ * invariants (listed above struct za_zone in buddy/buddy.h). Tests and
+ * fuzzers call it after every operation; it reports the first violation.
+ */
+#include "buddy/buddy.h"
+
+#include <string.h>
+
+#define FAIL(zi, p, o, ...)                                                  \
+	do {                                                                 \
+		if (res) {                                                   \
+			res->zone = (zi);                                    \
+			res->pfn = (p);                                      \
+			res->order = (o);                                    \
+			za_fmt(res->what, sizeof res->what, __VA_ARGS__);    \
+		}                                                            \
+		return -1;                                                   \
+	} while (0)
+
+static int check_zone(struct za_zone *zone, struct za_check_result *res)
+{
+	const struct za_page *pages = zone->pages;
+	const int zi = zone->index;
+	uint32_t free_heads[ZA_MAX_ORDER] = { 0 }, free_pages = 0;
+
+	/* 1. Walk the page map block by block: every page covered once. */
+	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES;) {
+		const struct za_page *p = &pages[pfn];
+		uint32_t span;
+
+		switch (p->state) {
+		case ZA_PG_FREE:
+		case ZA_PG_BLOCK:
+		case ZA_PG_PCP:
+		case ZA_PG_SLAB:
+			if (p->order >= ZA_MAX_ORDER)
+				FAIL(zi, pfn, p->order, "block order %u out of range", p->order);
+			if (pfn & ((1u << p->order) - 1))
+				FAIL(zi, pfn, p->order, "block not aligned to its order");
+			span = 1u << p->order;
+			break;
+		case ZA_PG_RUN:
+			if (p->count == 0 || p->count > ZA_MAX_BLOCK_PAGES)
+				FAIL(zi, pfn, -1, "exact run of %u pages", p->count);
+			span = p->count;
+			break;
+		case ZA_PG_TAIL:
+			FAIL(zi, pfn, -1, "page belongs to no block");
+		case ZA_PG_SLAB_TAIL:
+			FAIL(zi, pfn, -1, "slab tail page without its slab head");
+		default:
+			FAIL(zi, pfn, -1, "page state %u is corrupt", p->state);
+		}
+		if (pfn + span > ZA_ZONE_PAGES)
+			FAIL(zi, pfn, p->order, "block runs past the end of the zone");
+		for (uint32_t i = 1; i < span; i++) {
+			const struct za_page *t = &pages[pfn + i];
+			bool ok = p->state == ZA_PG_SLAB
+					  ? (t->state == ZA_PG_SLAB_TAIL && t->count == i)
+					  : t->state == ZA_PG_TAIL;
+			if (!ok)
+				FAIL(zi, pfn + i, p->order,
+				     "page %u inside the block at pfn %u has state %u", pfn + i,
+				     pfn, t->state);
+		}
+		if (p->state == ZA_PG_FREE) {
+			free_heads[p->order]++;
+			free_pages += span;
+			/* 2. Free buddies of equal order must have merged. */
+			if (p->order < ZA_MAX_ORDER - 1) {
+				const struct za_page *b = &pages[pfn ^ (1u << p->order)];
+				if (b->state == ZA_PG_FREE && b->order == p->order)
+					FAIL(zi, pfn, p->order, "free buddies at pfn %u and %u not merged",
+					     pfn, pfn ^ (1u << p->order));
+			}
+		}
+		pfn += span;
+	}
+
+	/* 3. Free lists: membership <=> free flag, links, counts, bitmap. */
+	uint32_t mask = atomic_load(&zone->free_mask);
+	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
+		uint32_t n = 0, prev = ZA_PFN_NONE;
+		for (uint32_t pfn = zone->free_head[k]; pfn != ZA_PFN_NONE; pfn = pages[pfn].next) {
+			if (pfn >= ZA_ZONE_PAGES)
+				FAIL(zi, pfn, (int)k, "free list %u links to pfn %u outside the zone",
+				     k, pfn);
+			if (pages[pfn].state != ZA_PG_FREE || pages[pfn].order != k)
+				FAIL(zi, pfn, (int)k, "free list %u holds a block with state %u order %u",
+				     k, pages[pfn].state, pages[pfn].order);
+			if (pages[pfn].prev != prev)
+				FAIL(zi, pfn, (int)k, "free list %u: prev link is %u, expected %u", k,
+				     pages[pfn].prev, prev);
+			if (++n > free_heads[k])
+				FAIL(zi, pfn, (int)k, "free list %u longer than its %u free blocks",
+				     k, free_heads[k]);
+			prev = pfn;
+		}
+		if (n != free_heads[k])
+			FAIL(zi, ZA_PFN_NONE, (int)k,
+			     "free list %u holds %u blocks, page map has %u free", k, n, free_heads[k]);
+		if (zone->nr_free[k] != n)
+			FAIL(zi, ZA_PFN_NONE, (int)k, "nr_free[%u] = %u, recount = %u", k,
+			     zone->nr_free[k], n);
+		if (!!(mask & (1u << k)) != (n > 0))
+			FAIL(zi, ZA_PFN_NONE, (int)k, "free_mask bit %u disagrees with list", k);
+	}
+	if (mask >> ZA_MAX_ORDER)
+		FAIL(zi, ZA_PFN_NONE, -1, "free_mask has bits above the max order");
+	if (atomic_load(&zone->pages_free) != free_pages)
+		FAIL(zi, ZA_PFN_NONE, -1, "pages_free = %u, recount = %u",
+		     atomic_load(&zone->pages_free), free_pages);
+	return 0;
+}
+
+int za_buddy_check(struct za_check_result *res)
+{
+	int rc = 0;
+	if (res) {
+		memset(res, 0, sizeof *res);
+		res->zone = -1;
+		res->order = -1;
+	}
+	/* Caches first, then zones: the same order as every other path, so
+	 * nothing moves between a zone and a cache while we look. */
+	za_pcp_lock_all();
+	int n = atomic_load(&za_nr_zones);
+	for (int i = 0; i < n && rc == 0; i++) {
+		struct za_zone *zone = &za_zones[i];
+		if (!zone->pages)
+			continue;
+		pthread_mutex_lock(&zone->lock);
+		if (atomic_load(&zone->active))
+			rc = check_zone(zone, res);
+		pthread_mutex_unlock(&zone->lock);
+	}
+	za_pcp_unlock_all();
+	return rc;
+}

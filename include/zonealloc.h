@@ -1,0 +1,103 @@
+/*
+ * zonealloc — a process heap for Linux built on a zoned buddy page allocator.
+ *
+ * This is the whole public API. Everything here is exported from
+ * libzonealloc.so and libzonealloc.a; nothing else is.
+ */
+#ifndef ZONEALLOC_H
+#define ZONEALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZA_PAGE_SHIFT 12
+#define ZA_PAGE_SIZE  ((size_t)1 << ZA_PAGE_SHIFT)
+
+/* Orders 0 .. ZA_MAX_ORDER-1: the largest buddy block is 2^10 pages = 4 MiB. */
+#define ZA_MAX_ORDER  11
+
+/*
+ * Outcome of an allocation. The malloc family turns every ZA_ENOMEM_* into
+ * NULL + errno = ENOMEM; the za_* calls that take a `za_status *` say which.
+ */
+typedef enum za_status {
+	ZA_OK = 0,
+	ZA_ENOMEM_LIMIT,      /* the heap limit or a reserve rule forbids it */
+	ZA_ENOMEM_OS,         /* the kernel refused to map more memory */
+	ZA_ENOMEM_TOO_LARGE,  /* size, order or alignment can never be served */
+	ZA_ENOMEM_FRAGMENTED, /* pages are free, but no block of the order */
+	ZA_EINVAL,            /* contradictory flags or an invalid argument */
+	ZA_STATUS_COUNT
+} za_status;
+
+/*
+ * Caller intent. These say what the caller needs, never how the heap gets
+ * it: one function (policy/policy.c) turns them into an allocation policy.
+ */
+typedef unsigned int za_flags;
+#define ZA_F_NONE    0x00u
+#define ZA_F_ZERO    0x01u /* memory reads as zero */
+#define ZA_F_NOFAIL  0x02u /* retry until it succeeds; may block */
+#define ZA_F_NORETRY 0x04u /* one attempt after the fast path, then fail */
+#define ZA_F_ATOMIC  0x08u /* no reclaim, no draining, no blocking */
+#define ZA_F_HIGH    0x10u /* may dip into the reserve below the min mark */
+#define ZA_F_NOWARN  0x20u /* do not count a failure as a warning */
+#define ZA_F_ALL     0x3fu
+
+const char *za_status_str(za_status status);
+
+/* Page allocator: blocks of 2^order pages, aligned to their size. */
+void *za_alloc_pages(unsigned int order, za_flags flags, za_status *status);
+void za_free_pages(void *block, unsigned int order);
+
+/* Exact runs of npages pages (page aligned); waste is under one page. */
+void *za_alloc_pages_exact(size_t npages, za_flags flags, za_status *status);
+void za_free_pages_exact(void *run, size_t npages);
+
+/* Hands every page held in per-thread caches back to the zones. */
+void za_drain_caches(void);
+
+/*
+ * Walks every zone and verifies the buddy invariants (see buddy/check.c).
+ * Returns 0 when all hold. Otherwise returns -1 and, if `result` is not
+ * NULL, fills it with the first broken invariant.
+ */
+struct za_check_result {
+	int zone;           /* zone index, or -1 for global state */
+	uintptr_t pfn;      /* page frame number within the zone */
+	int order;          /* order involved, or -1 */
+	char what[128];     /* which invariant, in words */
+};
+int za_buddy_check(struct za_check_result *result);
+
+/* Heap statistics, a consistent-enough snapshot (counters are not frozen). */
+struct za_stats {
+	size_t zones;                 /* zones mapped now */
+	size_t zones_mapped_total;    /* zones ever mapped */
+	size_t zones_unmapped_total;  /* zones returned to the OS */
+	size_t pages_total;           /* pages in all zones */
+	size_t pages_free;            /* pages on buddy free lists */
+	size_t pages_cached;          /* pages in per-thread caches */
+	size_t free_blocks[ZA_MAX_ORDER]; /* free blocks per order */
+	uint64_t splits;              /* blocks halved by expand() */
+	uint64_t merges;              /* buddy pairs joined by free_one() */
+	uint64_t alloc_calls[ZA_MAX_ORDER];
+	uint64_t free_calls[ZA_MAX_ORDER];
+	uint64_t enomem[ZA_STATUS_COUNT]; /* failures by outcome */
+	uint64_t slowpath_rounds;     /* rounds through the allocation slow path */
+	uint64_t cache_drains;        /* per-thread caches drained */
+};
+void za_stats_get(struct za_stats *stats);
+
+/* Writes the heap report (as ZONEALLOC_STATS=1 prints at exit) to fd. */
+void za_stats_print(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZONEALLOC_H */

@@ -1,0 +1,79 @@
+/*
+ * All of zonealloc's memory system calls. Reservations are made with
+ * MAP_NORESERVE: a zone is address space, and only the pages the heap
+ * touches count against the machine's memory.
+ */
+#include "os/os.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int za_os_map(size_t size, void **out)
+{
+	int saved = errno;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int err = (p == MAP_FAILED) ? errno : 0;
+	errno = saved;
+	if (err)
+		return err ? err : ENOMEM;
+	*out = p;
+	return 0;
+}
+
+int za_os_map_aligned(size_t size, size_t align, void **out)
+{
+	/* Over-map by the alignment, then cut the misaligned head and the
+	 * unused tail: two munmaps buy an alignment the kernel won't promise. */
+	size_t span = size + align;
+	void *raw;
+	int err;
+
+	if (span < size)
+		return ENOMEM;
+	err = za_os_map(span, &raw);
+	if (err)
+		return err;
+	uintptr_t start = (uintptr_t)raw;
+	uintptr_t aligned = (start + align - 1) & ~(uintptr_t)(align - 1);
+	if (aligned > start)
+		za_os_unmap(raw, aligned - start);
+	uintptr_t end = aligned + size;
+	if (start + span > end)
+		za_os_unmap((void *)end, start + span - end);
+	*out = (void *)aligned;
+	return 0;
+}
+
+int za_os_unmap(void *addr, size_t size)
+{
+	int saved = errno;
+	int err = munmap(addr, size) ? errno : 0;
+	errno = saved;
+	return err;
+}
+
+int za_os_decommit(void *addr, size_t size)
+{
+	int saved = errno;
+	int err = madvise(addr, size, MADV_DONTNEED) ? errno : 0;
+	errno = saved;
+	return err;
+}
+
+void za_os_write(int fd, const char *buf, size_t len)
+{
+	int saved = errno;
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	errno = saved;
+}

@@ -1,0 +1,52 @@
+/*
+ * The operating system, as zonealloc sees it: every mmap, munmap, madvise
+ * and write(2) of the heap goes through this header (os/os.c, os/report.c).
+ * Calls return 0 or an errno value and never touch the caller's errno.
+ */
+#ifndef ZA_OS_H
+#define ZA_OS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ZA_HIDDEN   __attribute__((visibility("hidden")))
+#define ZA_EXPORT   __attribute__((visibility("default")))
+#define ZA_NOINLINE __attribute__((noinline))
+#define ZA_COLD     __attribute__((cold, noinline))
+
+/* Maps `size` bytes of fresh zero memory aligned to `align` (a power of two
+ * >= the page size). */
+int za_os_map_aligned(size_t size, size_t align, void **out);
+int za_os_map(size_t size, void **out);
+int za_os_unmap(void *addr, size_t size);
+/* Gives the pages back; they read as zero afterwards (MADV_DONTNEED). */
+int za_os_decommit(void *addr, size_t size);
+
+/* write(2) the whole buffer, retrying short writes and EINTR. */
+void za_os_write(int fd, const char *buf, size_t len);
+
+/*
+ * A small printf for diagnostics that never allocates: %s %c %d %u %ld %lu (with width and -)
+ * %lld %llu %zu %zd %x %lx %zx %p and %%. Output is cut at `cap` - 1 bytes
+ * and always NUL-terminated; returns the length written.
+ */
+size_t za_vfmt(char *buf, size_t cap, const char *fmt, va_list ap);
+size_t za_fmt(char *buf, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Formats into a fixed stack buffer and writes it to fd. */
+void za_dprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Misuse and corruption: one line "zonealloc: <message>" on stderr, a
+ * backtrace where libunwind is available, then abort(). Never allocates.
+ */
+void za_fatal(const char *fmt, ...)
+	__attribute__((noreturn, cold, format(printf, 1, 2)));
+
+/* Prints the calling thread's stack to fd (no-op without libunwind). */
+void za_backtrace(int fd);
+
+#endif
