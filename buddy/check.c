@@ -114,7 +114,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	return 0;
 }
 
-int za_buddy_check(struct za_check_result *res)
+ZA_EXPORT int za_buddy_check(struct za_check_result *res)
 {
 	int rc = 0;
 	if (res) {

@@ -303,3 +303,78 @@ void za_buddy_free_slab(void *block)
 		return;
 	zone_free(zone, pfn, order);
 }
+
+/* The free block containing pfn, or ZA_PFN_NONE (zone lock held). */
+static uint32_t __free_block_containing(struct za_zone *zone, uint32_t pfn, unsigned *order)
+{
+	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
+		uint32_t head = pfn & ~((1u << k) - 1);
+		const struct za_page *p = &zone->pages[head];
+		if (p->state == ZA_PG_FREE && p->order == k) {
+			*order = k;
+			return head;
+		}
+	}
+	return ZA_PFN_NONE;
+}
+
+/*
+ * Takes [pfn, end) out of the free blocks that cover it, giving back the
+ * parts of those blocks outside the range; false (nothing changed) unless
+ * every page of the range is free.
+ */
+static bool __claim_range(struct za_zone *zone, uint32_t pfn, uint32_t end)
+{
+	unsigned k;
+	for (uint32_t q = pfn; q < end; q = q + (1u << k) - (q & ((1u << k) - 1))) {
+		if (__free_block_containing(zone, q, &k) == ZA_PFN_NONE)
+			return false;
+	}
+	for (uint32_t q = pfn; q < end;) {
+		uint32_t head = __free_block_containing(zone, q, &k);
+		uint32_t bend = head + (1u << k);
+		__list_del(zone, head, k);
+		if (head < pfn)
+			__za_free_range(zone, head, pfn);
+		if (bend > end)
+			__za_free_range(zone, end, bend);
+		q = bend;
+	}
+	return true;
+}
+
+bool za_buddy_resize_run(void *run, uint32_t npages)
+{
+	uint32_t pfn;
+	struct za_zone *zone = checked_zone(run, "realloc", &pfn);
+	struct za_page *head = &zone->pages[pfn];
+	bool ok = true;
+
+	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES || pfn + npages > ZA_ZONE_PAGES)
+		return false;
+	pthread_mutex_lock(&zone->lock);
+	if (unlikely(head->state != ZA_PG_RUN)) {
+		pthread_mutex_unlock(&zone->lock);
+		za_buddy_bad_free(run, "realloc", "not an allocated run", zone, pfn, -1);
+	}
+	uint32_t old = head->count;
+	if (npages < old)
+		__za_free_range(zone, pfn + npages, pfn + old);
+	else if (npages > old)
+		ok = __claim_range(zone, pfn + old, pfn + npages);
+	if (ok) {
+		head->count = npages;
+		head->order = (uint8_t)order_for_pages(npages);
+	}
+	pthread_mutex_unlock(&zone->lock);
+	return ok;
+}
+
+size_t za_buddy_run_pages(const void *run)
+{
+	struct za_zone *zone = za_zone_of(run);
+	if (!zone || ((uintptr_t)run & (ZA_PAGE_SIZE - 1)))
+		return 0;
+	const struct za_page *head = &zone->pages[za_pfn_of(zone, run)];
+	return head->state == ZA_PG_RUN ? head->count : 0;
+}

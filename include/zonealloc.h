@@ -50,6 +50,27 @@ typedef unsigned int za_flags;
 
 const char *za_status_str(za_status status);
 
+/* The outcome of this thread's last failed allocation (plain malloc's
+ * callers see only NULL and ENOMEM). */
+za_status za_last_status(void);
+
+/* The malloc family, under the za_ prefix: the same functions libzonealloc
+ * exports as malloc, free, ... when it replaces the process heap. */
+void *za_malloc(size_t size);
+void za_free(void *ptr);
+void *za_calloc(size_t nmemb, size_t size);
+void *za_realloc(void *ptr, size_t size);
+void *za_reallocarray(void *ptr, size_t nmemb, size_t size);
+void *za_memalign(size_t alignment, size_t size);
+int za_posix_memalign(void **out, size_t alignment, size_t size);
+void *za_aligned_alloc(size_t alignment, size_t size);
+void *za_valloc(size_t size);
+void *za_pvalloc(size_t size);
+size_t za_malloc_usable_size(void *ptr);
+void za_free_sized(void *ptr, size_t size);
+void za_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+int za_malloc_trim(size_t pad);
+
 /* Page allocator: blocks of 2^order pages, aligned to their size. */
 void *za_alloc_pages(unsigned int order, za_flags flags, za_status *status);
 void za_free_pages(void *block, unsigned int order);

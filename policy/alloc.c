@@ -9,14 +9,18 @@
 
 #include "buddy/buddy.h"
 
+__thread za_status za_tls_status __attribute__((tls_model("initial-exec")));
+
 static _Atomic uint64_t stat_rounds;
 static _Atomic uint64_t stat_outcomes[ZA_STATUS_COUNT];
 
 za_status za_policy_outcome(za_status status, const struct za_policy *policy)
 {
 	(void)policy;
-	if (status != ZA_OK)
+	if (status != ZA_OK) {
 		atomic_fetch_add_explicit(&stat_outcomes[status], 1, memory_order_relaxed);
+		za_tls_status = status;
+	}
 	return status;
 }
 
@@ -96,8 +100,10 @@ void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_s
 
 static void *page_alloc_fail(za_status *status, za_status st)
 {
+	/* Counted whether or not the caller asked for the status. */
+	st = za_policy_outcome(st, NULL);
 	if (status)
-		*status = za_policy_outcome(st, NULL);
+		*status = st;
 	return NULL;
 }
 
@@ -155,6 +161,11 @@ ZA_EXPORT void za_free_pages_exact(void *run, size_t npages)
 	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES)
 		za_fatal("za_free_pages_exact(%p): %zu pages is not a run size", run, npages);
 	za_buddy_free_run(run, (uint32_t)npages);
+}
+
+ZA_EXPORT za_status za_last_status(void)
+{
+	return za_tls_status;
 }
 
 ZA_EXPORT void za_drain_caches(void)

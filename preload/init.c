@@ -1,0 +1,82 @@
+/*
+ * Process-level set-up of the preloaded heap: options, fork handlers, the
+ * report at exit. The allocator serves before any of this runs (its state
+ * starts as static empty structures); nothing here allocates.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "preload/options.h"
+#include "shim/shim.h"
+
+/* Fork: take every allocator lock, in the one order every path takes them,
+ * so the child starts with consistent free lists; the child then re-creates
+ * the locks and hands the other (now gone) threads' caches back. */
+static void fork_prepare(void)
+{
+	za_slab_lock_all();
+	za_pcp_lock_all();
+	za_buddy_lock_all();
+	za_huge_lock_all();
+	za_meta_lock();
+}
+
+static void fork_parent(void)
+{
+	za_meta_unlock();
+	za_huge_unlock_all();
+	za_buddy_unlock_all();
+	za_pcp_unlock_all();
+	za_slab_unlock_all();
+}
+
+static void fork_child(void)
+{
+	za_meta_reset_child();
+	za_huge_reset_child();
+	za_buddy_reset_child();
+	za_pcp_reset_child();
+	za_slab_reset_child();
+}
+
+void za_preload_init(void)
+{
+	static int done;
+	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+		return;
+	za_options_init();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((destructor)) static void za_dtor(void)
+{
+	if (za_option(ZA_OPT_STATS))
+		za_stats_print(2);
+	if (za_option(ZA_OPT_CHECK)) {
+		struct za_check_result res;
+		if (za_buddy_check(&res))
+			za_fatal("heap check at exit: zone %d pfn %lu order %d: %s", res.zone,
+				 (unsigned long)res.pfn, res.order, res.what);
+	}
+}
+
+void za_mallinfo_fill(struct mallinfo2 *mi)
+{
+	struct za_stats st;
+	size_t huge_count, huge_bytes;
+	za_stats_get(&st);
+	za_huge_stats(&huge_count, &huge_bytes);
+	memset(mi, 0, sizeof *mi);
+	size_t free_pages = st.pages_free + st.pages_cached;
+	size_t free_blocks = 0;
+	for (unsigned k = 0; k < ZA_MAX_ORDER; k++)
+		free_blocks += st.free_blocks[k];
+	mi->arena = st.pages_total * ZA_PAGE_SIZE;
+	mi->ordblks = free_blocks;
+	mi->hblks = huge_count;
+	mi->hblkhd = huge_bytes;
+	mi->uordblks = (st.pages_total - free_pages) * ZA_PAGE_SIZE;
+	mi->fordblks = free_pages * ZA_PAGE_SIZE;
+	mi->keepcost = 0;
+}

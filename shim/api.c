@@ -1,0 +1,101 @@
+/*
+ * The malloc family as za_* functions: the public names of the shim's
+ * entry points. preload/malloc.c exports the same bodies under the glibc
+ * names. errno changes only on failure.
+ */
+#include "shim/shim.h"
+
+ZA_EXPORT void *za_malloc(size_t size)
+{
+	return za_shim_malloc(size);
+}
+
+ZA_EXPORT void za_free(void *ptr)
+{
+	za_shim_free(ptr);
+}
+
+ZA_EXPORT void *za_calloc(size_t nmemb, size_t size)
+{
+	return za_shim_calloc(nmemb, size);
+}
+
+ZA_EXPORT void *za_realloc(void *ptr, size_t size)
+{
+	return za_shim_realloc(ptr, size);
+}
+
+ZA_EXPORT void *za_reallocarray(void *ptr, size_t nmemb, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(nmemb, size, &total))
+		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	return za_shim_realloc(ptr, total);
+}
+
+/* glibc rounds a memalign alignment that is not a power of two up to one. */
+ZA_EXPORT void *za_memalign(size_t alignment, size_t size)
+{
+	if (alignment & (alignment - 1)) {
+		if (alignment > ((size_t)1 << 62))
+			return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+		alignment = (size_t)1 << (64 - __builtin_clzll(alignment));
+	}
+	return za_shim_aligned(alignment, size);
+}
+
+ZA_EXPORT int za_posix_memalign(void **out, size_t alignment, size_t size)
+{
+	if (alignment < sizeof(void *) || (alignment & (alignment - 1)))
+		return EINVAL;
+	int saved = errno;
+	void *p = za_shim_aligned(alignment, size);
+	errno = saved;   /* posix_memalign reports through its result only */
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+ZA_EXPORT void *za_aligned_alloc(size_t alignment, size_t size)
+{
+	if (alignment == 0 || (alignment & (alignment - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return za_shim_aligned(alignment, size);
+}
+
+ZA_EXPORT void *za_valloc(size_t size)
+{
+	return za_shim_aligned(ZA_PAGE_SIZE, size);
+}
+
+ZA_EXPORT void *za_pvalloc(size_t size)
+{
+	size_t rounded = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
+	if (rounded < size)
+		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	return za_shim_aligned(ZA_PAGE_SIZE, rounded ? rounded : ZA_PAGE_SIZE);
+}
+
+ZA_EXPORT size_t za_malloc_usable_size(void *ptr)
+{
+	return za_shim_usable_size(ptr, "malloc_usable_size");
+}
+
+ZA_EXPORT void za_free_sized(void *ptr, size_t size)
+{
+	za_shim_free_sized(ptr, 0, size, "free_sized");
+}
+
+ZA_EXPORT void za_free_aligned_sized(void *ptr, size_t alignment, size_t size)
+{
+	za_shim_free_sized(ptr, alignment, size, "free_aligned_sized");
+}
+
+ZA_EXPORT int za_malloc_trim(size_t pad)
+{
+	(void)pad;
+	return za_shim_trim();
+}

@@ -1,0 +1,306 @@
+/*
+ * The tiers above the slabs: exact page runs from the buddy core, and huge
+ * allocations that get a mapping of their own, registered in the region
+ * table so free() knows them.
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "policy/policy.h"
+#include "shim/shim.h"
+
+extern __thread za_status za_tls_status;
+
+static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t huge_count, huge_bytes;
+
+void *za_shim_nomem(za_status status)
+{
+	if (status != ZA_OK)
+		za_tls_status = za_policy_outcome(status, NULL);
+	errno = ENOMEM;
+	return NULL;
+}
+
+static unsigned order_for_pages(size_t npages)
+{
+	return npages <= 1 ? 0 : 64u - (unsigned)__builtin_clzll(npages - 1);
+}
+
+static void *huge_alloc(size_t size, size_t align, bool zero)
+{
+	(void)zero;   /* fresh mappings are zero */
+	size_t mapped = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
+	if (mapped < size || align > ((size_t)1 << (ZA_VA_BITS - 1)))
+		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	if (align < ZA_ZONE_SIZE)
+		align = ZA_ZONE_SIZE;   /* region table slots start on zone bounds */
+
+	struct za_huge *h = za_meta_alloc(sizeof *h);
+	if (!h)
+		return za_shim_nomem(ZA_ENOMEM_OS);
+	void *base;
+	int err = za_os_map_aligned(mapped, align, &base);
+	if (err) {
+		za_meta_free(h, sizeof *h);
+		return za_shim_nomem(err == ENOMEM ? ZA_ENOMEM_OS : ZA_ENOMEM_TOO_LARGE);
+	}
+	h->region.base = (uintptr_t)base;
+	h->region.size = mapped;
+	h->region.kind = ZA_REGION_HUGE;
+	h->usable = mapped;
+	pthread_mutex_lock(&huge_lock);
+	za_region_register(&h->region);
+	huge_count++;
+	huge_bytes += mapped;
+	pthread_mutex_unlock(&huge_lock);
+	return base;
+}
+
+static void huge_free(struct za_huge *h)
+{
+	void *base = (void *)h->region.base;
+	size_t size = h->region.size;
+	pthread_mutex_lock(&huge_lock);
+	za_region_unregister(&h->region);
+	huge_count--;
+	huge_bytes -= size;
+	pthread_mutex_unlock(&huge_lock);
+	za_meta_free(h, sizeof *h);
+	za_os_unmap(base, size);
+}
+
+void za_huge_stats(size_t *count, size_t *bytes)
+{
+	pthread_mutex_lock(&huge_lock);
+	*count = huge_count;
+	*bytes = huge_bytes;
+	pthread_mutex_unlock(&huge_lock);
+}
+
+void za_huge_lock_all(void)
+{
+	pthread_mutex_lock(&huge_lock);
+}
+
+void za_huge_unlock_all(void)
+{
+	pthread_mutex_unlock(&huge_lock);
+}
+
+void za_huge_reset_child(void)
+{
+	pthread_mutex_init(&huge_lock, NULL);
+}
+
+void *za_shim_malloc_large(size_t size, size_t align, bool zero)
+{
+	if (size > ZA_RUN_MAX || align > ZA_RUN_MAX)
+		return huge_alloc(size, align, zero);
+
+	size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+	unsigned order = order_for_pages(npages);
+	unsigned align_order = align > ZA_PAGE_SIZE ? order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
+	if (align_order > order)
+		order = align_order;
+	if (order >= ZA_MAX_ORDER)
+		return huge_alloc(size, align, zero);
+
+	za_status st;
+	void *p = za_policy_alloc_block(order, &za_policy_default, &st);
+	if (unlikely(!p))
+		return za_shim_nomem(ZA_OK);
+	za_buddy_make_run(p, order, (uint32_t)npages);
+	if (zero)
+		memset(p, 0, npages << ZA_PAGE_SHIFT);
+	return p;
+}
+
+void za_shim_bad_slab_pointer(void *p, const char *call)
+{
+	struct za_zone *zone = za_zone_of(p);
+	za_fatal("%s(%p): interior pointer: not the start of an object in the slab at zone %d pfn %u",
+		 call, p, zone->index, za_pfn_of(zone, p));
+}
+
+void za_shim_free_slow(void *p, const char *call)
+{
+	struct za_region *r = za_region_of(p);
+	if (unlikely(!r))
+		za_fatal("%s(%p): pointer not allocated by zonealloc (no zone or huge mapping owns it)",
+			 call, p);
+	if (r->kind == ZA_REGION_HUGE) {
+		if (unlikely((uintptr_t)p != r->base))
+			za_fatal("%s(%p): interior pointer into the huge allocation at %p", call, p,
+				 (void *)r->base);
+		huge_free((struct za_huge *)r);
+		return;
+	}
+	struct za_zone *zone = (struct za_zone *)r;
+	uint32_t pfn = za_pfn_of(zone, p);
+	if (unlikely((uintptr_t)p & (ZA_PAGE_SIZE - 1)) || zone->pages[pfn].state != ZA_PG_RUN) {
+		const char *what = zone->pages[pfn].state == ZA_PG_FREE ||
+						   zone->pages[pfn].state == ZA_PG_PCP
+					   ? "double free"
+				   : zone->pages[pfn].state == ZA_PG_BLOCK
+					   ? "page block from za_alloc_pages freed with free"
+					   : "not the start of an allocation";
+		za_buddy_bad_free(p, call, what, zone, pfn, -1);
+	}
+	za_buddy_free_run(p, 0);
+}
+
+size_t za_shim_usable_size(const void *p, const char *call)
+{
+	if (!p)
+		return 0;
+	struct za_slab *slab = za_shim_slab_of((void *)p, call);
+	if (slab)
+		return za_classes[za_slab_class(slab)].size;
+	struct za_region *r = za_region_of(p);
+	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base)
+		return ((struct za_huge *)r)->usable;
+	size_t pages = za_buddy_run_pages(p);
+	if (!pages)
+		za_fatal("%s(%p): pointer not allocated by zonealloc", call, p);
+	return pages << ZA_PAGE_SHIFT;
+}
+
+/* Moves an allocation: the old one stays intact if the new one fails. */
+static void *realloc_move(void *p, size_t old_usable, size_t size)
+{
+	void *q = za_shim_malloc(size);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old_usable < size ? old_usable : size);
+	za_shim_free(p);
+	return q;
+}
+
+static void *huge_resize(struct za_huge *h, size_t size)
+{
+	size_t mapped = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
+	if (mapped < size)
+		return NULL;
+	void *base = (void *)h->region.base;
+	if (mapped == h->region.size)
+		return base;
+	if (mapped < h->region.size) {
+		/* Shrink in place; the tail goes back to the OS. */
+		za_os_unmap((char *)base + mapped, h->region.size - mapped);
+	} else {
+		int saved = errno;
+		void *q = mremap(base, h->region.size, mapped, 0);
+		errno = saved;
+		if (q == MAP_FAILED)
+			return NULL;
+	}
+	pthread_mutex_lock(&huge_lock);
+	za_region_unregister(&h->region);
+	huge_bytes += mapped - h->region.size;
+	h->region.size = mapped;
+	h->usable = mapped;
+	za_region_register(&h->region);
+	pthread_mutex_unlock(&huge_lock);
+	return base;
+}
+
+void *za_shim_realloc(void *p, size_t size)
+{
+	if (!p)
+		return za_shim_malloc(size);
+	if (size == 0) {
+		/* glibc frees and returns NULL. */
+		za_shim_free(p);
+		return NULL;
+	}
+	struct za_slab *slab = za_shim_slab_of(p, "realloc");
+	if (slab) {
+		size_t usable = za_classes[za_slab_class(slab)].size;
+		/* In place while the object is no more than half empty. */
+		if (size <= usable && (size > usable / 2 || usable <= 16))
+			return p;
+		return realloc_move(p, usable, size);
+	}
+	struct za_region *r = za_region_of(p);
+	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
+		struct za_huge *h = (struct za_huge *)r;
+		if (size > ZA_RUN_MAX) {
+			void *q = huge_resize(h, size);
+			if (q)
+				return q;
+		}
+		return realloc_move(p, h->usable, size);
+	}
+	size_t pages = za_buddy_run_pages(p);
+	if (!pages)
+		za_shim_free_slow(p, "realloc");   /* reports the misuse */
+	size_t usable = pages << ZA_PAGE_SHIFT;
+	if (size > ZA_SLAB_MAX && size <= ZA_RUN_MAX) {
+		size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+		if (npages == pages || za_buddy_resize_run(p, (uint32_t)npages))
+			return p;
+	}
+	return realloc_move(p, usable, size);
+}
+
+void *za_shim_aligned(size_t align, size_t size)
+{
+	if (align <= 16)
+		return za_shim_malloc(size);
+	if (size <= ZA_SLAB_MAX && align <= ZA_PAGE_SIZE) {
+		/* The first class that is a multiple of the alignment: objects sit
+		 * at multiples of their size from a page-aligned slab start. Classes
+		 * include every multiple of their step, so this over-allocates less
+		 * than the alignment. */
+		size_t want = (size + align - 1) & ~(align - 1);
+		if (want == 0)
+			want = align;
+		if (want <= ZA_SLAB_MAX) {
+			unsigned cls = za_size_class(want);
+			while (za_classes[cls].size & (align - 1))
+				cls++;
+			void *p = za_slab_alloc(cls);
+			return p ? p : za_shim_nomem(ZA_OK);
+		}
+	}
+	return za_shim_malloc_large(size ? size : 1, align, false);
+}
+
+void *za_shim_calloc(size_t n, size_t size)
+{
+	size_t total;
+	if (unlikely(__builtin_mul_overflow(n, size, &total)))
+		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	if (likely(total <= ZA_SLAB_MAX)) {
+		void *p = za_slab_alloc(za_size_class(total));
+		if (unlikely(!p))
+			return za_shim_nomem(ZA_OK);
+		memset(p, 0, total);
+		return p;
+	}
+	return za_shim_malloc_large(total, 0, true);
+}
+
+void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
+{
+	if (!p)
+		return;
+	size_t usable = za_shim_usable_size(p, call);
+	if (unlikely(size > usable))
+		za_fatal("%s(%p, %zu): size is larger than the allocation (%zu usable bytes)", call, p,
+			 size, usable);
+	if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
+		za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);
+	za_shim_free(p);
+}
+
+int za_shim_trim(void)
+{
+	struct za_stats before, after;
+	za_stats_get(&before);
+	za_slab_release_empty(za_tls_heap);
+	za_pcp_drain_all();
+	za_stats_get(&after);
+	return after.pages_free != before.pages_free || after.zones != before.zones;
+}

@@ -1,0 +1,37 @@
+/*
+ * The size-class table, built by the compiler: sizes, slab orders,
+ * capacities and the reciprocals that turn an offset into an object index
+ * without a division.
+ */
+#include "slab/size_class.h"
+
+#include "buddy/buddy.h"
+
+/* Size of class c (see the layout in size_class.h). */
+#define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) : (9u + ((c) - 8u) % 8u) << (((c) - 8u) / 8u + 4u))
+
+/*
+ * A slab is the smallest block (order 0..5) that holds at least 8 objects
+ * of the class, so a slab's tail waste stays small next to its size; the
+ * biggest classes settle for what fits in 128 KiB.
+ */
+#define SLAB_ORDER(sz) \
+	((sz) * 8u <= 4096u ? 0 : (sz) * 8u <= 8192u ? 1 : (sz) * 8u <= 16384u ? 2 \
+	 : (sz) * 8u <= 32768u ? 3 : (sz) * 8u <= 65536u ? 4 : 5)
+#define SLAB_BYTES(sz) (4096u << SLAB_ORDER(sz))
+/* ceil(2^32 / size): exact for every offset below 2^17 when size >= 16
+ * (the error stays below one object), see tests/test_slab_classes.c. */
+#define MAGIC(sz) ((uint32_t)((((uint64_t)1 << 32) + (sz) - 1) / (sz)))
+
+#define CLASS(c) { CSIZE(c), MAGIC(CSIZE(c)), (uint16_t)(SLAB_BYTES(CSIZE(c)) / CSIZE(c)), \
+		   SLAB_ORDER(CSIZE(c)) }
+#define CLASS8(c) CLASS(c), CLASS(c + 1), CLASS(c + 2), CLASS(c + 3), CLASS(c + 4), \
+		  CLASS(c + 5), CLASS(c + 6), CLASS(c + 7)
+
+const struct za_class_info za_classes[ZA_NCLASSES] = {
+	CLASS8(0), CLASS8(8), CLASS8(16), CLASS8(24), CLASS8(32),
+	CLASS8(40), CLASS8(48), CLASS8(56), CLASS8(64),
+};
+
+_Static_assert(CSIZE(71) == 32768, "the last class is the slab maximum");
+_Static_assert(SLAB_ORDER(32768) <= ZA_SLAB_MAX_ORDER, "slab orders fit");
