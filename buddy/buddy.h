@@ -33,7 +33,8 @@
  * than ZA_PG_TAIL; a slab's other pages point back to its head. */
 enum za_page_state {
 	ZA_PG_TAIL = 0,   /* inside a block whose head is lower */
-	ZA_PG_FREE,       /* head of a free block, on free_area[order] */
+	ZA_PG_FREE,       /* head of a free block, on free_area[order];
+			   * `count` of its pages are released (not resident) */
 	ZA_PG_BLOCK,      /* head of an allocated 2^order block */
 	ZA_PG_RUN,        /* head of an allocated exact run of `count` pages */
 	ZA_PG_PCP,        /* head of a block held by a per-thread cache */
@@ -42,8 +43,12 @@ enum za_page_state {
 	ZA_PG_STATE_COUNT
 };
 
-/* Page flags. */
-#define ZA_PGF_RELEASED 0x01 /* free block whose memory was given back */
+/* Page flags of an allocated block's head. */
+#define ZA_PGF_FRESH 0x01  /* every page was released when taken: reads as
+			    * zero if releasing zeroes (MADV_DONTNEED) */
+/* Flag of every page: its memory is resident (0 = released or never
+ * touched, as a fresh page map reads). Only free pages may lack it. */
+#define ZA_PGF_RESIDENT 0x02
 
 #define ZA_PAGE_PRIVATE_BYTES 48
 
@@ -54,7 +59,7 @@ enum za_page_state {
  * through it, a slab keeps its descriptor in it.
  */
 struct za_page {
-	uint32_t next, prev;
+	uint32_t next, prev;   /* free: list links; pcp: prev = zone index */
 	uint8_t state;
 	uint8_t order;
 	uint8_t flags;
@@ -62,6 +67,7 @@ struct za_page {
 	uint32_t count;
 	union {
 		struct za_page *pcp_next;
+		uint64_t freed_ms;   /* free block: when its resident pages were freed */
 		unsigned char private[ZA_PAGE_PRIVATE_BYTES];
 	};
 };
@@ -80,8 +86,13 @@ struct za_region {
  *  - every page is covered by exactly one block: free, allocated, cached,
  *    a run, or a slab; a block of order k starts at a pfn divisible by 2^k;
  *  - a block is on free_area[k] iff its head is ZA_PG_FREE with order k;
+ *    blocks with resident pages come before wholly released ones;
  *  - nr_free[k] counts free_area[k], bit k of free_mask is set iff
  *    nr_free[k] > 0, pages_free = sum of nr_free[k] << k;
+ *  - pages_released = sum of `count` over free heads: the free pages whose
+ *    memory was given back (or never touched); the zone commits
+ *    ZA_ZONE_PAGES - pages_released pages, and za_committed_pages is the
+ *    sum over zones plus huge mappings;
  *  - no two free buddies of equal order are left unmerged.
  */
 struct za_zone {
@@ -91,9 +102,10 @@ struct za_zone {
 	_Atomic int active;        /* mapped and serving */
 	pthread_mutex_t lock;
 	_Atomic uint32_t free_mask;  /* read without the lock as a hint */
-	uint32_t free_head[ZA_MAX_ORDER];
+	uint32_t free_head[ZA_MAX_ORDER], free_tail[ZA_MAX_ORDER];
 	uint32_t nr_free[ZA_MAX_ORDER];
 	_Atomic uint32_t pages_free;
+	_Atomic uint32_t pages_released;
 	uint64_t splits, merges;
 	uint64_t alloc_calls[ZA_MAX_ORDER], free_calls[ZA_MAX_ORDER];
 } __attribute__((aligned(64)));
@@ -149,8 +161,9 @@ extern struct za_zone_counters za_zone_stats;
 /* Maps one more zone unless a zone already has a block of `order` (another
  * thread grew first); ZA_OK or ZA_ENOMEM_OS. */
 za_status za_zone_grow(unsigned order);
-/* Called after a free left `zone` wholly free: keep one spare, unmap more. */
-void za_zone_maybe_release(struct za_zone *zone);
+/* Unmaps `zone` if it is wholly free and another wholly free zone remains
+ * as a spare; true if it was unmapped. */
+bool za_zone_maybe_release(struct za_zone *zone);
 
 /* ---- the page allocator (buddy/page_alloc.c) ---- */
 
@@ -160,14 +173,27 @@ struct za_merge_result {
 	unsigned merges;
 };
 
+/* Takes the smallest 2^order-or-larger block whose taking commits at most
+ * *budget pages (which it lowers by what it took), and splits it; sets ZA_PGF_FRESH in the head's flags when
+ * all its pages were released. ZA_PFN_NONE when there is none. */
+uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget);
 uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order);
-struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order);
+/* Frees a block of which `released` pages are released (0 for memory the
+ * caller used, 2^order for memory given back). */
+struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order,
+				     uint32_t released);
+/* Takes a free block off its list for the reclaimer (state BLOCK);
+ * returns how many of its pages were already released. */
+uint32_t __za_isolate_free(struct za_zone *zone, uint32_t pfn, unsigned order);
+/* Returns an isolated block whose memory was released to the free lists. */
+void __za_putback_released(struct za_zone *zone, uint32_t pfn, unsigned order);
 /* Frees [pfn, end) as the largest aligned blocks that fit. */
-void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end);
+void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end, bool released);
 
-/* Takes a 2^order block from any zone (per-thread cache first); NULL when
- * no zone has one. Never grows, never blocks beyond the zone locks. */
-void *za_buddy_alloc(unsigned order);
+/* Takes a 2^order block from any zone (per-thread cache first), newly
+ * committing at most `budget` pages (SIZE_MAX: no limit); NULL when no zone
+ * has one. Never grows, never blocks beyond the zone locks. */
+void *za_buddy_alloc(unsigned order, size_t budget);
 /* Returns a block taken with za_buddy_alloc; the state is checked first. */
 void za_buddy_free(void *block, unsigned order);
 /* Shortens a block just taken with za_buddy_alloc to an exact run. */
@@ -183,12 +209,38 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order);
 void za_buddy_free_slab(void *block);
 
 size_t za_buddy_free_pages_total(void);
+/* True when a block just taken reads as zero (it was wholly released). */
+bool za_buddy_block_fresh(const void *block);
+
+/* ---- committed memory and reclaim (buddy/reclaim.c) ---- */
+
+/* Pages the heap holds from the OS: allocated plus retained free. */
+extern _Atomic int64_t za_committed_pages;
+extern _Atomic int64_t za_zone_span_pages;   /* pages of zones mapped */
+
+enum za_release_mode { ZA_RELEASE_DONTNEED = 0, ZA_RELEASE_FREE = 1 };
+void za_reclaim_set_mode(enum za_release_mode mode);
+bool za_released_reads_zero(void);
+
+/* Releases retained free blocks, largest first: those freed at least
+ * `min_age_ms` ago, until `want_pages` were released or `budget_blocks`
+ * blocks were examined. Returns pages released. Takes and drops zone
+ * locks; madvise runs with no lock held. */
+size_t za_reclaim_pass(uint64_t min_age_ms, size_t want_pages, size_t budget_blocks);
+/* Unmaps wholly free zones beyond one spare. Returns zones unmapped. */
+size_t za_reclaim_zones(void);
+uint64_t za_now_ms(void);
+
+struct za_reclaim_stats {
+	uint64_t passes, blocks_released, pages_released, madvise_calls;
+};
+void za_reclaim_stats_get(struct za_reclaim_stats *st);
 
 /* ---- per-thread page caches (buddy/pcp.c) ---- */
 
 #define ZA_PCP_ORDERS 4   /* orders 0..3 are cached (kernel: costly order) */
 
-void *za_pcp_alloc(unsigned order);
+void *za_pcp_alloc(unsigned order, size_t budget);
 bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order);
 void za_pcp_drain_self(void);
 void za_pcp_drain_all(void);

@@ -22,7 +22,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 {
 	const struct za_page *pages = zone->pages;
 	const int zi = zone->index;
-	uint32_t free_heads[ZA_MAX_ORDER] = { 0 }, free_pages = 0;
+	uint32_t free_heads[ZA_MAX_ORDER] = { 0 }, free_pages = 0, released = 0;
 
 	/* 1. Walk the page map block by block: every page covered once. */
 	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES;) {
@@ -65,6 +65,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 				     pfn, t->state);
 		}
 		if (p->state == ZA_PG_FREE) {
+			released += p->count;
 			free_heads[p->order]++;
 			free_pages += span;
 			/* 2. Free buddies of equal order must have merged. */
@@ -82,6 +83,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	uint32_t mask = atomic_load(&zone->free_mask);
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
 		uint32_t n = 0, prev = ZA_PFN_NONE;
+		bool seen_released = false;
 		for (uint32_t pfn = zone->free_head[k]; pfn != ZA_PFN_NONE; pfn = pages[pfn].next) {
 			if (pfn >= ZA_ZONE_PAGES)
 				FAIL(zi, pfn, (int)k, "free list %u links to pfn %u outside the zone",
@@ -92,6 +94,11 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			if (pages[pfn].prev != prev)
 				FAIL(zi, pfn, (int)k, "free list %u: prev link is %u, expected %u", k,
 				     pages[pfn].prev, prev);
+			if (pages[pfn].count == (1u << k))
+				seen_released = true;
+			else if (seen_released)
+				FAIL(zi, pfn, (int)k,
+				     "free list %u: a block with resident pages after a released one", k);
 			if (++n > free_heads[k])
 				FAIL(zi, pfn, (int)k, "free list %u longer than its %u free blocks",
 				     k, free_heads[k]);
@@ -105,12 +112,35 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			     zone->nr_free[k], n);
 		if (!!(mask & (1u << k)) != (n > 0))
 			FAIL(zi, ZA_PFN_NONE, (int)k, "free_mask bit %u disagrees with list", k);
+		if (zone->free_tail[k] != prev)
+			FAIL(zi, prev, (int)k, "free list %u: tail is %u, last block is %u", k,
+			     zone->free_tail[k], prev);
 	}
 	if (mask >> ZA_MAX_ORDER)
 		FAIL(zi, ZA_PFN_NONE, -1, "free_mask has bits above the max order");
 	if (atomic_load(&zone->pages_free) != free_pages)
 		FAIL(zi, ZA_PFN_NONE, -1, "pages_free = %u, recount = %u",
 		     atomic_load(&zone->pages_free), free_pages);
+	if (atomic_load(&zone->pages_released) != released)
+		FAIL(zi, ZA_PFN_NONE, -1, "pages_released = %u, recount = %u",
+		     atomic_load(&zone->pages_released), released);
+
+	/* 4. Residency: only free pages may be released, and a free block's
+	 * count of released pages is exact. The walk above proved the
+	 * structure, so blocks can be stepped through safely. */
+	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES;) {
+		const struct za_page *p = &pages[pfn];
+		uint32_t span = p->state == ZA_PG_RUN ? p->count : 1u << p->order;
+		uint32_t nonresident = 0;
+		for (uint32_t i = 0; i < span; i++)
+			nonresident += !(pages[pfn + i].flags & ZA_PGF_RESIDENT);
+		if (p->state != ZA_PG_FREE && nonresident)
+			FAIL(zi, pfn, p->order, "allocated block has %u released pages", nonresident);
+		if (p->state == ZA_PG_FREE && p->count != nonresident)
+			FAIL(zi, pfn, p->order, "free block counts %u released pages, has %u",
+			     p->count, nonresident);
+		pfn += span;
+	}
 	return 0;
 }
 

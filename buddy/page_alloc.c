@@ -15,29 +15,70 @@
 
 /* ---- free lists (zone lock held) ---- */
 
-static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order)
+static inline void __commit_add(int64_t pages)
 {
-	struct za_page *page = &zone->pages[pfn];
-	uint32_t head = zone->free_head[order];
+	if (pages)
+		atomic_fetch_add_explicit(&za_committed_pages, pages, memory_order_relaxed);
+}
 
-	page->state = ZA_PG_FREE;
-	page->order = (uint8_t)order;
-	page->prev = ZA_PFN_NONE;
-	page->next = head;
-	if (head != ZA_PFN_NONE)
-		zone->pages[head].prev = pfn;
-	zone->free_head[order] = pfn;
-	if (zone->nr_free[order]++ == 0)
-		atomic_fetch_or_explicit(&zone->free_mask, 1u << order, memory_order_relaxed);
-	atomic_store_explicit(&zone->pages_free,
-			      atomic_load_explicit(&zone->pages_free, memory_order_relaxed) +
-				      (1u << order),
+static inline void __add_relaxed(_Atomic uint32_t *v, int32_t d)
+{
+	atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + (uint32_t)d,
 			      memory_order_relaxed);
 }
 
-static inline void __list_del(struct za_zone *zone, uint32_t pfn, unsigned order)
+/*
+ * Puts a block on free_area[order]; `released` of its pages are released,
+ * and so no longer committed. Blocks with resident pages go to the head,
+ * wholly released ones to the tail: allocation reuses memory that is
+ * already resident before it touches released pages, and reclaim finds the
+ * resident blocks first.
+ */
+static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order,
+			      uint32_t released)
 {
 	struct za_page *page = &zone->pages[pfn];
+
+	page->state = ZA_PG_FREE;
+	page->order = (uint8_t)order;
+	page->flags &= ZA_PGF_RESIDENT;
+	page->count = released;
+	if (released < (1u << order)) {
+		page->freed_ms = za_now_ms();
+		uint32_t head = zone->free_head[order];
+		page->prev = ZA_PFN_NONE;
+		page->next = head;
+		if (head != ZA_PFN_NONE)
+			zone->pages[head].prev = pfn;
+		else
+			zone->free_tail[order] = pfn;
+		zone->free_head[order] = pfn;
+	} else {
+		uint32_t tail = zone->free_tail[order];
+		page->freed_ms = 0;
+		page->next = ZA_PFN_NONE;
+		page->prev = tail;
+		if (tail != ZA_PFN_NONE)
+			zone->pages[tail].next = pfn;
+		else
+			zone->free_head[order] = pfn;
+		zone->free_tail[order] = pfn;
+	}
+	if (zone->nr_free[order]++ == 0)
+		atomic_fetch_or_explicit(&zone->free_mask, 1u << order, memory_order_relaxed);
+	__add_relaxed(&zone->pages_free, (int32_t)(1u << order));
+	if (released) {
+		__add_relaxed(&zone->pages_released, (int32_t)released);
+		__commit_add(-(int64_t)released);
+	}
+}
+
+/* Takes a block off free_area[order]; returns how many of its pages were
+ * released (they count as committed again from here on). */
+static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned order)
+{
+	struct za_page *page = &zone->pages[pfn];
+	uint32_t released = page->count;
 
 	if (page->prev != ZA_PFN_NONE)
 		zone->pages[page->prev].next = page->next;
@@ -45,38 +86,105 @@ static inline void __list_del(struct za_zone *zone, uint32_t pfn, unsigned order
 		zone->free_head[order] = page->next;
 	if (page->next != ZA_PFN_NONE)
 		zone->pages[page->next].prev = page->prev;
+	else
+		zone->free_tail[order] = page->prev;
 	page->next = page->prev = ZA_PFN_NONE;
 	page->state = ZA_PG_TAIL;
-	page->flags = 0;
+	page->flags &= ZA_PGF_RESIDENT;
+	page->count = 0;
+	page->freed_ms = 0;
 	if (--zone->nr_free[order] == 0)
 		atomic_fetch_and_explicit(&zone->free_mask, ~(1u << order), memory_order_relaxed);
-	atomic_store_explicit(&zone->pages_free,
-			      atomic_load_explicit(&zone->pages_free, memory_order_relaxed) -
-				      (1u << order),
-			      memory_order_relaxed);
+	__add_relaxed(&zone->pages_free, -(int32_t)(1u << order));
+	if (released) {
+		__add_relaxed(&zone->pages_released, -(int32_t)released);
+		__commit_add((int64_t)released);
+	}
+	return released;
 }
 
-/* Returns the upper halves of a block of order `high` until `low` is left. */
-static inline void __expand(struct za_zone *zone, uint32_t pfn, unsigned low, unsigned high)
+/* Residency is kept per page (ZA_PGF_RESIDENT), so a free block that is
+ * part resident, part released splits into halves with exact counts. */
+static inline void __mark_resident(struct za_zone *zone, uint32_t pfn, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		zone->pages[pfn + i].flags |= ZA_PGF_RESIDENT;
+}
+
+static inline void __mark_released(struct za_zone *zone, uint32_t pfn, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		zone->pages[pfn + i].flags &= (uint8_t)~ZA_PGF_RESIDENT;
+}
+
+static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn, uint32_t n)
+{
+	uint32_t c = 0;
+	for (uint32_t i = 0; i < n; i++)
+		c += !(zone->pages[pfn + i].flags & ZA_PGF_RESIDENT);
+	return c;
+}
+
+/*
+ * Returns the upper halves of a block of order `high` holding `released`
+ * released pages until `low` is left; returns the released pages left in
+ * the lower part. Uniform blocks split in O(1); a mixed one counts the
+ * pages of each upper half.
+ */
+static inline uint32_t __expand(struct za_zone *zone, uint32_t pfn, unsigned low, unsigned high,
+				uint32_t released)
 {
 	while (high > low) {
+		uint32_t size = 1u << high;
 		high--;
-		__list_add(zone, pfn + (1u << high), high);
+		uint32_t half = 1u << high, upper;
+		if (released == 0)
+			upper = 0;
+		else if (released == size)
+			upper = half;
+		else
+			upper = __count_released(zone, pfn + half, half);
+		__list_add(zone, pfn + half, high, upper);
+		released -= upper;
 		zone->splits++;
 	}
+	return released;
+}
+
+/* Pages that taking the head block of free_area[k] for an order-`order`
+ * request newly commits. */
+static inline uint32_t __commit_cost(const struct za_page *head, unsigned k, unsigned order)
+{
+	return head->count == (1u << k) ? 1u << order : head->count;
+}
+
+uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
+{
+	uint32_t mask = atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order;
+	while (mask) {
+		unsigned found = order + (unsigned)__builtin_ctz(mask);
+		uint32_t pfn = zone->free_head[found];
+		mask &= mask - 1;
+		uint32_t cost = __commit_cost(&zone->pages[pfn], found, order);
+		if (cost > *budget)
+			continue;
+		if (*budget != SIZE_MAX)
+			*budget -= cost;
+		uint32_t released = __expand(zone, pfn, order, found, __list_del(zone, pfn, found));
+		if (released)
+			__mark_resident(zone, pfn, 1u << order);
+		zone->pages[pfn].flags = (uint8_t)(ZA_PGF_RESIDENT |
+						   (released == (1u << order) ? ZA_PGF_FRESH : 0));
+		zone->alloc_calls[order]++;
+		return pfn;
+	}
+	return ZA_PFN_NONE;
 }
 
 uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order)
 {
-	uint32_t mask = atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order;
-	if (!mask)
-		return ZA_PFN_NONE;
-	unsigned found = order + (unsigned)__builtin_ctz(mask);
-	uint32_t pfn = zone->free_head[found];
-	__list_del(zone, pfn, found);
-	__expand(zone, pfn, order, found);
-	zone->alloc_calls[order]++;
-	return pfn;
+	size_t unlimited = SIZE_MAX;
+	return __za_rmqueue(zone, order, &unlimited);
 }
 
 static inline bool __buddy_is_free(const struct za_zone *zone, uint32_t buddy, unsigned order)
@@ -85,21 +193,23 @@ static inline bool __buddy_is_free(const struct za_zone *zone, uint32_t buddy, u
 	return b->state == ZA_PG_FREE && b->order == order;
 }
 
-struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order)
+struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order,
+				     uint32_t released)
 {
 	struct za_merge_result res = { order, order, 0 };
 
+	zone->pages[pfn].flags &= ZA_PGF_RESIDENT;
 	while (order < ZA_MAX_ORDER - 1) {
 		uint32_t buddy = pfn ^ (1u << order);
 		if (!__buddy_is_free(zone, buddy, order))
 			break;
-		__list_del(zone, buddy, order);
+		released += __list_del(zone, buddy, order);
 		zone->pages[pfn].state = ZA_PG_TAIL;
 		pfn &= buddy;
 		order++;
 		res.merges++;
 	}
-	__list_add(zone, pfn, order);
+	__list_add(zone, pfn, order, released);
 	zone->merges += res.merges;
 	res.order_out = order;
 	return res;
@@ -114,19 +224,21 @@ static inline unsigned block_order_at(uint32_t pfn, uint32_t end)
 	return order < ZA_MAX_ORDER - 1 ? order : ZA_MAX_ORDER - 1;
 }
 
-void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end)
+void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end, bool released)
 {
+	if (released)
+		__mark_released(zone, pfn, end - pfn);
 	while (pfn < end) {
 		unsigned order = block_order_at(pfn, end);
 		zone->pages[pfn].state = ZA_PG_TAIL;
-		__za_free_one(zone, pfn, order);
+		__za_free_one(zone, pfn, order, released ? 1u << order : 0);
 		pfn += 1u << order;
 	}
 }
 
 /* ---- taking and returning blocks across zones ---- */
 
-static void *zones_alloc(unsigned order)
+static void *zones_alloc(unsigned order, size_t budget)
 {
 	int n = atomic_load_explicit(&za_nr_zones, memory_order_acquire);
 
@@ -138,7 +250,7 @@ static void *zones_alloc(unsigned order)
 		pthread_mutex_lock(&zone->lock);
 		uint32_t pfn = ZA_PFN_NONE;
 		if (atomic_load_explicit(&zone->active, memory_order_relaxed))
-			pfn = __za_rmqueue_smallest(zone, order);
+			pfn = __za_rmqueue(zone, order, &budget);
 		if (pfn != ZA_PFN_NONE) {
 			zone->pages[pfn].state = ZA_PG_BLOCK;
 			zone->pages[pfn].order = (uint8_t)order;
@@ -150,14 +262,14 @@ static void *zones_alloc(unsigned order)
 	return NULL;
 }
 
-void *za_buddy_alloc(unsigned order)
+void *za_buddy_alloc(unsigned order, size_t budget)
 {
 	if (order < ZA_PCP_ORDERS) {
-		void *p = za_pcp_alloc(order);
+		void *p = za_pcp_alloc(order, budget);
 		if (p)
 			return p;
 	}
-	return zones_alloc(order);
+	return zones_alloc(order, budget);
 }
 
 /* Frees a block to its zone; the head's state has been checked. */
@@ -166,11 +278,8 @@ static void zone_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 	pthread_mutex_lock(&zone->lock);
 	zone->pages[pfn].state = ZA_PG_TAIL;
 	zone->free_calls[order]++;
-	__za_free_one(zone, pfn, order);
-	bool empty = atomic_load_explicit(&zone->pages_free, memory_order_relaxed) == ZA_ZONE_PAGES;
+	__za_free_one(zone, pfn, order, 0);
 	pthread_mutex_unlock(&zone->lock);
-	if (unlikely(empty))
-		za_zone_maybe_release(zone);
 }
 
 static const char *const state_names[ZA_PG_STATE_COUNT] = {
@@ -183,12 +292,42 @@ static const char *const state_names[ZA_PG_STATE_COUNT] = {
 	[ZA_PG_SLAB_TAIL] = "inside a slab (not a block head)",
 };
 
+/* For a page inside a block: the head of the block that covers it, found
+ * at the nearest aligned pfn below that is a head; ZA_PFN_NONE if none. */
+static uint32_t covering_head(const struct za_zone *zone, uint32_t pfn)
+{
+	for (unsigned k = 1; k < ZA_MAX_ORDER; k++) {
+		uint32_t head = pfn & ~((1u << k) - 1);
+		const struct za_page *h = &zone->pages[head];
+		if (h->state == ZA_PG_TAIL)
+			continue;
+		uint32_t span = h->state == ZA_PG_RUN ? h->count : 1u << (h->order & 31);
+		return pfn - head < span ? head : ZA_PFN_NONE;
+	}
+	return ZA_PFN_NONE;
+}
+
 void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 		       const struct za_zone *zone, uint32_t pfn, int expected_order)
 {
 	if (!zone)
 		za_fatal("%s(%p): %s", call, ptr, what);
 	const struct za_page *page = &zone->pages[pfn];
+	/* A block freed twice has usually merged with its buddy by then, so
+	 * its head is a tail page of a larger free block: say which. */
+	uint32_t head = page->state == ZA_PG_TAIL ? covering_head(zone, pfn) : ZA_PFN_NONE;
+	if (head != ZA_PFN_NONE) {
+		const struct za_page *h = &zone->pages[head];
+		if (h->state == ZA_PG_FREE || h->state == ZA_PG_PCP)
+			za_fatal("%s(%p): %s: zone %d pfn %u is free (double free): inside the "
+				 "free block at pfn %u (order %u), expected order %d",
+				 call, ptr, what, zone->index, pfn, head, h->order, expected_order);
+		za_fatal("%s(%p): %s: zone %d pfn %u is inside a block (not a block head): the "
+			 "block at pfn %u is %s (order %u), expected order %d",
+			 call, ptr, what, zone->index, pfn, head,
+			 h->state < ZA_PG_STATE_COUNT ? state_names[h->state] : "corrupt", h->order,
+			 expected_order);
+	}
 	const char *state = page->state < ZA_PG_STATE_COUNT ? state_names[page->state] : "corrupt";
 	za_fatal("%s(%p): %s: zone %d pfn %u is %s (order %u, %u pages), expected order %d",
 		 call, ptr, what, zone->index, pfn, state, page->order, page->count,
@@ -240,11 +379,13 @@ void za_buddy_make_run(void *block, unsigned order, uint32_t npages)
 
 	pthread_mutex_lock(&zone->lock);
 	struct za_page *head = &zone->pages[pfn];
+	/* The tail of a block that was never touched goes back untouched. */
+	bool fresh = head->flags & ZA_PGF_FRESH;
 	head->state = ZA_PG_RUN;
 	head->order = (uint8_t)order_for_pages(npages);
 	head->count = npages;
 	if (pfn + npages < end)
-		__za_free_range(zone, pfn + npages, end);
+		__za_free_range(zone, pfn + npages, end, fresh);
 	pthread_mutex_unlock(&zone->lock);
 }
 
@@ -265,11 +406,9 @@ void za_buddy_free_run(void *run, uint32_t npages)
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;
 	head->count = 0;
-	__za_free_range(zone, pfn, pfn + npages);
-	bool empty = atomic_load_explicit(&zone->pages_free, memory_order_relaxed) == ZA_ZONE_PAGES;
+	head->flags &= ZA_PGF_RESIDENT;
+	__za_free_range(zone, pfn, pfn + npages, false);
 	pthread_mutex_unlock(&zone->lock);
-	if (unlikely(empty))
-		za_zone_maybe_release(zone);
 }
 
 struct za_page *za_buddy_make_slab(void *block, unsigned order)
@@ -278,12 +417,16 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order)
 	uint32_t pfn = za_pfn_of(zone, block);
 	struct za_page *head = &zone->pages[pfn];
 
+	/* Under the lock, so a concurrent za_buddy_check never sees a slab
+	 * head with unmarked tails. */
+	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_SLAB;
 	head->order = (uint8_t)order;
 	for (uint32_t i = 1; i < (1u << order); i++) {
 		head[i].state = ZA_PG_SLAB_TAIL;
 		head[i].count = i;
 	}
+	pthread_mutex_unlock(&zone->lock);
 	return head;
 }
 
@@ -294,14 +437,27 @@ void za_buddy_free_slab(void *block)
 	struct za_page *head = &zone->pages[pfn];
 	unsigned order = head->order;
 
+	pthread_mutex_lock(&zone->lock);
 	for (uint32_t i = 1; i < (1u << order); i++) {
 		head[i].state = ZA_PG_TAIL;
 		head[i].count = 0;
 	}
 	head->state = ZA_PG_BLOCK;
+	pthread_mutex_unlock(&zone->lock);
 	if (order < ZA_PCP_ORDERS && za_pcp_free(zone, pfn, order))
 		return;
 	zone_free(zone, pfn, order);
+}
+
+/* Frees [pfn, end), pages keeping their residency bits. */
+static void __free_span(struct za_zone *zone, uint32_t pfn, uint32_t end)
+{
+	while (pfn < end) {
+		unsigned order = block_order_at(pfn, end);
+		zone->pages[pfn].state = ZA_PG_TAIL;
+		__za_free_one(zone, pfn, order, __count_released(zone, pfn, 1u << order));
+		pfn += 1u << order;
+	}
 }
 
 /* The free block containing pfn, or ZA_PFN_NONE (zone lock held). */
@@ -333,11 +489,13 @@ static bool __claim_range(struct za_zone *zone, uint32_t pfn, uint32_t end)
 	for (uint32_t q = pfn; q < end;) {
 		uint32_t head = __free_block_containing(zone, q, &k);
 		uint32_t bend = head + (1u << k);
-		__list_del(zone, head, k);
+		uint32_t from = q, to = bend < end ? bend : end;
+		if (__list_del(zone, head, k))
+			__mark_resident(zone, from, to - from);
 		if (head < pfn)
-			__za_free_range(zone, head, pfn);
+			__free_span(zone, head, pfn);
 		if (bend > end)
-			__za_free_range(zone, end, bend);
+			__free_span(zone, end, bend);
 		q = bend;
 	}
 	return true;
@@ -359,7 +517,7 @@ bool za_buddy_resize_run(void *run, uint32_t npages)
 	}
 	uint32_t old = head->count;
 	if (npages < old)
-		__za_free_range(zone, pfn + npages, pfn + old);
+		__za_free_range(zone, pfn + npages, pfn + old, false);
 	else if (npages > old)
 		ok = __claim_range(zone, pfn + old, pfn + npages);
 	if (ok) {
@@ -377,4 +535,26 @@ size_t za_buddy_run_pages(const void *run)
 		return 0;
 	const struct za_page *head = &zone->pages[za_pfn_of(zone, run)];
 	return head->state == ZA_PG_RUN ? head->count : 0;
+}
+
+uint32_t __za_isolate_free(struct za_zone *zone, uint32_t pfn, unsigned order)
+{
+	uint32_t released = __list_del(zone, pfn, order);
+	zone->pages[pfn].state = ZA_PG_BLOCK;
+	zone->pages[pfn].order = (uint8_t)order;
+	return released;
+}
+
+void __za_putback_released(struct za_zone *zone, uint32_t pfn, unsigned order)
+{
+	zone->pages[pfn].state = ZA_PG_TAIL;
+	__mark_released(zone, pfn, 1u << order);
+	__za_free_one(zone, pfn, order, 1u << order);
+}
+
+bool za_buddy_block_fresh(const void *block)
+{
+	struct za_zone *zone = za_zone_of(block);
+	return zone && (zone->pages[za_pfn_of(zone, block)].flags & ZA_PGF_FRESH) &&
+	       za_released_reads_zero();
 }

@@ -73,17 +73,14 @@ static void __pcp_flush(struct za_pcp *pcp, unsigned order, uint32_t nr)
 		pthread_mutex_lock(&zone->lock);
 		page->state = ZA_PG_TAIL;
 		zone->free_calls[order]++;
-		__za_free_one(zone, pfn, order);
-		bool empty = atomic_load_explicit(&zone->pages_free, memory_order_relaxed) ==
-			     ZA_ZONE_PAGES;
+		__za_free_one(zone, pfn, order, 0);
 		pthread_mutex_unlock(&zone->lock);
-		if (empty)
-			za_zone_maybe_release(zone);
 	}
 }
 
-/* Takes up to half the high mark of `order` from the zones (pcp lock held). */
-static void __pcp_refill(struct za_pcp *pcp, unsigned order)
+/* Takes up to half the high mark of `order` from the zones, committing at
+ * most `budget` pages (pcp lock held). */
+static void __pcp_refill(struct za_pcp *pcp, unsigned order, size_t budget)
 {
 	uint32_t want = pcp_high[order] / 2;
 	int n = atomic_load_explicit(&za_nr_zones, memory_order_acquire);
@@ -95,7 +92,7 @@ static void __pcp_refill(struct za_pcp *pcp, unsigned order)
 			continue;
 		pthread_mutex_lock(&zone->lock);
 		while (want && atomic_load_explicit(&zone->active, memory_order_relaxed)) {
-			uint32_t pfn = __za_rmqueue_smallest(zone, order);
+			uint32_t pfn = __za_rmqueue(zone, order, &budget);
 			if (pfn == ZA_PFN_NONE)
 				break;
 			pcp_push(pcp, zone, pfn, order);
@@ -163,14 +160,14 @@ static inline struct za_pcp *pcp_self(void)
 	return likely(pcp) ? pcp : pcp_create();
 }
 
-void *za_pcp_alloc(unsigned order)
+void *za_pcp_alloc(unsigned order, size_t budget)
 {
 	struct za_pcp *pcp = pcp_self();
 	if (unlikely(!pcp))
 		return NULL;
 	pcp_lock(pcp);
 	if (!pcp->list[order])
-		__pcp_refill(pcp, order);
+		__pcp_refill(pcp, order, budget);
 	struct za_page *page = pcp->list[order];
 	if (!page) {
 		pcp_unlock(pcp);
@@ -191,6 +188,7 @@ bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 	struct za_pcp *pcp = pcp_self();
 	if (unlikely(!pcp))
 		return false;
+	zone->pages[pfn].flags &= (uint8_t)~ZA_PGF_FRESH;   /* used memory is not fresh */
 	pcp_lock(pcp);
 	pcp_push(pcp, zone, pfn, order);
 	if (unlikely(pcp->count[order] > pcp_high[order]))

@@ -43,13 +43,17 @@ void za_region_unregister(struct za_region *r)
 static void zone_fill(struct za_zone *zone)
 {
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
-		zone->free_head[k] = ZA_PFN_NONE;
+		zone->free_head[k] = zone->free_tail[k] = ZA_PFN_NONE;
 		zone->nr_free[k] = 0;
 	}
 	atomic_store_explicit(&zone->free_mask, 0, memory_order_relaxed);
 	atomic_store_explicit(&zone->pages_free, 0, memory_order_relaxed);
+	atomic_store_explicit(&zone->pages_released, 0, memory_order_relaxed);
+	/* Fresh pages are released pages: untouched, zero, not yet committed. */
+	atomic_fetch_add(&za_committed_pages, ZA_ZONE_PAGES);
+	atomic_fetch_add(&za_zone_span_pages, ZA_ZONE_PAGES);
 	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES; pfn += ZA_MAX_BLOCK_PAGES)
-		__za_free_one(zone, pfn, ZA_MAX_ORDER - 1);
+		__za_free_one(zone, pfn, ZA_MAX_ORDER - 1, ZA_MAX_BLOCK_PAGES);
 }
 
 za_status za_zone_grow(unsigned order)
@@ -120,10 +124,12 @@ static bool zone_wholly_free(struct za_zone *zone)
 	       atomic_load_explicit(&zone->pages_free, memory_order_relaxed) == ZA_ZONE_PAGES;
 }
 
-void za_zone_maybe_release(struct za_zone *zone)
+bool za_zone_maybe_release(struct za_zone *zone)
 {
 	void *base = NULL;
 
+	if (!zone_wholly_free(zone))
+		return false;
 	pthread_mutex_lock(&za_zones_lock);
 	int n = atomic_load(&za_nr_zones), spares = 0;
 	for (int i = 0; i < n; i++)
@@ -139,6 +145,9 @@ void za_zone_maybe_release(struct za_zone *zone)
 		atomic_store(&zone->active, 0);
 		za_region_unregister(&zone->region);
 		base = (void *)zone->region.base;
+		atomic_fetch_sub(&za_committed_pages,
+				 ZA_ZONE_PAGES - atomic_load(&zone->pages_released));
+		atomic_fetch_sub(&za_zone_span_pages, ZA_ZONE_PAGES);
 	}
 	pthread_mutex_unlock(&zone->lock);
 	if (base) {
@@ -150,6 +159,7 @@ out:
 	pthread_mutex_unlock(&za_zones_lock);
 	if (base)
 		za_os_unmap(base, ZA_ZONE_SIZE);
+	return base != NULL;
 }
 
 size_t za_buddy_free_pages_total(void)

@@ -83,6 +83,26 @@ void za_free_pages_exact(void *run, size_t npages);
 void za_drain_caches(void);
 
 /*
+ * Any size and alignment (a power of two, or 0) under the caller's intent:
+ * ZA_F_ZERO zeroes, ZA_F_HIGH may use the reserve, ZA_F_NOFAIL waits until
+ * it succeeds, ZA_F_ATOMIC neither reclaims nor blocks... The outcome is in
+ * *status (if not NULL); errno is left alone.
+ */
+void *za_alloc(size_t size, size_t align, za_flags flags, za_status *status);
+
+/*
+ * Caps committed memory (allocated plus retained free pages, plus huge
+ * mappings) at `bytes`; 0 removes the cap. Normal allocations stop 1/32
+ * below it (the min watermark); ZA_F_HIGH and ZA_F_NOFAIL may use that
+ * reserve. The same as ZONEALLOC_LIMIT.
+ */
+void za_set_limit(size_t bytes);
+
+/* Gives every free page the heap can spare back to the OS now (what
+ * malloc_trim does); returns the bytes released. */
+size_t za_reclaim(void);
+
+/*
  * Walks every zone and verifies the buddy invariants (see buddy/check.c).
  * Returns 0 when all hold. Otherwise returns -1 and, if `result` is not
  * NULL, fills it with the first broken invariant.
@@ -111,6 +131,15 @@ struct za_stats {
 	uint64_t enomem[ZA_STATUS_COUNT]; /* failures by outcome */
 	uint64_t slowpath_rounds;     /* rounds through the allocation slow path */
 	uint64_t cache_drains;        /* per-thread caches drained */
+	size_t committed_bytes;       /* allocated + retained free + huge */
+	size_t limit_bytes;           /* ZONEALLOC_LIMIT / za_set_limit, 0: none */
+	size_t pages_released;        /* free pages given back to the OS */
+	uint64_t reclaim_passes;      /* reclaim passes (decay, direct, trim) */
+	uint64_t reclaimed_pages;     /* pages released by madvise, in all */
+	uint64_t madvise_calls;
+	uint64_t decay_passes;
+	uint64_t direct_reclaim_pages;
+	uint64_t background_wakeups;
 };
 void za_stats_get(struct za_stats *stats);
 

@@ -62,6 +62,14 @@ int za_os_decommit(void *addr, size_t size)
 	return err;
 }
 
+int za_os_lazy_free(void *addr, size_t size)
+{
+	int saved = errno;
+	int err = madvise(addr, size, MADV_FREE) ? errno : 0;
+	errno = saved;
+	return err;
+}
+
 void za_os_write(int fd, const char *buf, size_t len)
 {
 	int saved = errno;

@@ -24,6 +24,9 @@ int za_os_map(size_t size, void **out);
 int za_os_unmap(void *addr, size_t size);
 /* Gives the pages back; they read as zero afterwards (MADV_DONTNEED). */
 int za_os_decommit(void *addr, size_t size);
+/* Lets the kernel take the pages when it needs them (MADV_FREE); until
+ * then they keep their contents. */
+int za_os_lazy_free(void *addr, size_t size);
 
 /* write(2) the whole buffer, retrying short writes and EINTR. */
 void za_os_write(int fd, const char *buf, size_t len);

@@ -24,9 +24,16 @@ za_status za_policy_outcome(za_status status, const struct za_policy *policy)
 	return status;
 }
 
+uint64_t za_policy_decay_passes(void);
+uint64_t za_policy_direct_pages(void);
+uint64_t za_background_wakeups(void);
+
 void za_policy_stats_get(struct za_policy_stats *out)
 {
 	out->slowpath_rounds = atomic_load_explicit(&stat_rounds, memory_order_relaxed);
+	out->decay_passes = za_policy_decay_passes();
+	out->direct_reclaim_pages = za_policy_direct_pages();
+	out->background_wakeups = za_background_wakeups();
 	for (int i = 0; i < ZA_STATUS_COUNT; i++)
 		out->enomem[i] = atomic_load_explicit(&stat_outcomes[i], memory_order_relaxed);
 }
@@ -39,61 +46,112 @@ static void backoff(unsigned round)
 	nanosleep(&ts, NULL);
 }
 
+static inline void *try_alloc(unsigned order, const struct za_policy *policy)
+{
+	return za_buddy_alloc(order, za_policy_budget(policy));
+}
+
+/*
+ * The slow path, in the kernel's order: wake the background reclaimer,
+ * retry; reclaim directly; drain per-thread caches and empty slabs so
+ * buddies can merge; grow by a zone if the limit allows; and go round again
+ * only while the last round made progress, at most max_retries times
+ * (NOFAIL: until it succeeds). Then the typed outcome.
+ */
 static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy,
 				  za_status *status)
 {
-	za_status last = ZA_ENOMEM_OS;
+	const size_t need = (size_t)1 << order;
+	bool os_refused = false;
+	void *p;
 
 	for (unsigned round = 0;; round++) {
 		bool progress = false;
 		atomic_fetch_add_explicit(&stat_rounds, 1, memory_order_relaxed);
 
-		/* Blocks parked in per-thread caches may be the buddies that a
-		 * larger block needs (the user-space analogue of compaction). */
-		if (policy->may_drain) {
-			size_t before = za_pcp_pages_cached();
-			za_pcp_drain_all();
-			void *p = za_buddy_alloc(order);
-			if (p)
-				return p;
-			progress |= before > 0;
+		za_background_wake();
+		if ((p = try_alloc(order, policy)))
+			return p;
+
+		if (policy->may_reclaim && za_policy_budget(policy) < need) {
+			size_t short_by = need - za_policy_budget(policy);
+			if (za_policy_direct_reclaim(short_by + need) > 0) {
+				progress = true;
+				if ((p = try_alloc(order, policy)))
+					return p;
+			}
 		}
 
-		last = za_zone_grow(order);
-		if (last == ZA_OK) {
-			void *p = za_buddy_alloc(order);
-			if (p)
-				return p;
+		if (policy->may_drain && za_policy_drain() > 0) {
 			progress = true;
+			if ((p = try_alloc(order, policy)))
+				return p;
+		}
+
+		if (za_policy_budget(policy) >= need && za_policy_may_grow()) {
+			za_status st = za_zone_grow(order);
+			if (st == ZA_OK) {
+				progress = true;
+				if ((p = try_alloc(order, policy)))
+					return p;
+			} else {
+				os_refused = true;
+			}
 		}
 
 		if (policy->nofail) {
-			backoff(round);
-			void *p = za_buddy_alloc(order);
-			if (p)
-				return p;
+			if (policy->may_block)
+				backoff(round);
 			continue;
 		}
 		if (!progress || round >= policy->max_retries)
 			break;
 	}
 
-	/* Enough free pages but no block of the order: fragmentation, not a
-	 * shortage. */
-	if (za_buddy_free_pages_total() >= ((size_t)1 << order))
-		last = ZA_ENOMEM_FRAGMENTED;
-	*status = za_policy_outcome(last, policy);
+	za_status st;
+	if (za_policy_budget(policy) < need)
+		st = ZA_ENOMEM_LIMIT;         /* committing more would cross the mark */
+	else if (za_buddy_free_pages_total() >= need)
+		st = ZA_ENOMEM_FRAGMENTED;    /* pages enough, no block, no room */
+	else if (os_refused)
+		st = ZA_ENOMEM_OS;
+	else
+		st = ZA_ENOMEM_LIMIT;         /* the limit caps the zones' span */
+	*status = za_policy_outcome(st, policy);
 	return NULL;
 }
 
 void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_status *status)
 {
-	void *p = za_buddy_alloc(order);
-	if (unlikely(!p))
+	void *p = try_alloc(order, policy);
+	if (unlikely(!p)) {
 		p = slowpath(order, policy, status);
-	if (p)
-		*status = ZA_OK;
+		if (!p)
+			return NULL;
+	}
+	*status = ZA_OK;
+	za_policy_decay_tick();
 	return p;
+}
+
+static const struct za_policy *const_default = &za_policy_default;
+static __thread const struct za_policy *tls_policy __attribute__((tls_model("initial-exec")));
+
+const struct za_policy *za_policy_current(void)
+{
+	const struct za_policy *p = tls_policy;
+	return p ? p : const_default;
+}
+
+void za_policy_push(const struct za_policy *policy, const struct za_policy **saved)
+{
+	*saved = tls_policy;
+	tls_policy = policy;
+}
+
+void za_policy_pop(const struct za_policy *saved)
+{
+	tls_policy = saved;
 }
 
 /* ---- the public page API ---- */
@@ -117,7 +175,7 @@ ZA_EXPORT void *za_alloc_pages(unsigned int order, za_flags flags, za_status *st
 		return page_alloc_fail(status, ZA_ENOMEM_TOO_LARGE);
 
 	void *p = za_policy_alloc_block(order, &policy, &st);
-	if (p && policy.zero)
+	if (p && policy.zero && !za_buddy_block_fresh(p))
 		memset(p, 0, ZA_PAGE_SIZE << order);
 	if (status)
 		*status = st;
@@ -145,8 +203,9 @@ ZA_EXPORT void *za_alloc_pages_exact(size_t npages, za_flags flags, za_status *s
 	unsigned order = npages <= 1 ? 0 : 32u - (unsigned)__builtin_clz((uint32_t)npages - 1);
 	void *p = za_policy_alloc_block(order, &policy, &st);
 	if (p) {
+		bool fresh = za_buddy_block_fresh(p);
 		za_buddy_make_run(p, order, (uint32_t)npages);
-		if (policy.zero)
+		if (policy.zero && !fresh)
 			memset(p, 0, npages * ZA_PAGE_SIZE);
 	}
 	if (status)
@@ -161,6 +220,11 @@ ZA_EXPORT void za_free_pages_exact(void *run, size_t npages)
 	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES)
 		za_fatal("za_free_pages_exact(%p): %zu pages is not a run size", run, npages);
 	za_buddy_free_run(run, (uint32_t)npages);
+}
+
+void za_tls_status_clear(void)
+{
+	za_tls_status = ZA_OK;
 }
 
 ZA_EXPORT za_status za_last_status(void)

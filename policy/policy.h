@@ -36,11 +36,69 @@ za_status za_policy_from_flags(za_flags flags, struct za_policy *out);
  */
 void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_status *status);
 
-/* Counts an outcome in the stats and returns it. */
+/* Counts an outcome in the stats, remembers it for za_last_status(), and
+ * returns it. */
 za_status za_policy_outcome(za_status status, const struct za_policy *policy);
+
+/* Forgets this thread's last failure (za_last_status() reads ZA_OK). */
+void za_tls_status_clear(void);
+
+/* The policy in force for this thread's next allocation: za_alloc() sets
+ * one for the length of a call; otherwise plain malloc's. */
+const struct za_policy *za_policy_current(void);
+void za_policy_push(const struct za_policy *policy, const struct za_policy **saved);
+void za_policy_pop(const struct za_policy *saved);
+
+/* ---- limit and watermarks (policy/watermark.c) ----
+ *
+ * With a limit of L pages, committed memory (allocated + retained free,
+ * za_committed_pages) stays at or below L - min for normal allocations and
+ * at or below L for those that may use the reserve. Zones may span at most
+ * L rounded up to whole zones, so a full heap can be fragmented, as a
+ * machine's memory can. low and high drive the background reclaimer: it
+ * wakes when headroom falls below low and works until it is back at high.
+ */
+struct za_watermarks {
+	size_t limit, min, low, high;   /* pages; limit 0 = unlimited */
+};
+void za_watermarks_get(struct za_watermarks *wm);
+void za_policy_set_limit(size_t bytes);
+/* Pages this policy may still newly commit (SIZE_MAX without a limit). */
+size_t za_policy_budget(const struct za_policy *policy);
+bool za_policy_may_grow(void);
+/* Charges a mapping of `pages` outside the zones (huge allocations). */
+za_status za_policy_charge(size_t pages, const struct za_policy *policy);
+void za_policy_uncharge(size_t pages);
+
+/* ---- reclaim (policy/reclaim.c) ---- */
+void za_policy_set_decay_ms(uint64_t ms);
+uint64_t za_policy_decay_ms(void);
+/* Periodic decay from the allocation path: cheap unless due. */
+void za_policy_decay_tick(void);
+/* Releases everything that can be released now; returns bytes. */
+size_t za_policy_reclaim_all(void);
+/* Releases retained pages until `want` pages are released or nothing is
+ * left; returns pages released. */
+size_t za_policy_direct_reclaim(size_t want);
+/* Upper layers register how to drain their caches (slab: empty slabs). */
+typedef size_t (*za_drain_fn)(void);
+void za_policy_register_drain(za_drain_fn fn);
+size_t za_policy_drain(void);
+
+/* ---- the background reclaimer (policy/kswapd.c) ---- */
+void za_background_enable(bool on);
+void za_background_wake(void);
+void za_background_stop(void);
+bool za_background_running(void);
+void za_background_lock(void);
+void za_background_unlock(void);
+void za_background_reset_child(void);
 
 struct za_policy_stats {
 	uint64_t slowpath_rounds;
+	uint64_t direct_reclaim_pages;
+	uint64_t decay_passes;
+	uint64_t background_wakeups;
 	uint64_t enomem[ZA_STATUS_COUNT];
 };
 void za_policy_stats_get(struct za_policy_stats *out);

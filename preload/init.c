@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "policy/policy.h"
 #include "preload/options.h"
 #include "shim/shim.h"
 
@@ -15,6 +16,7 @@
  * the locks and hands the other (now gone) threads' caches back. */
 static void fork_prepare(void)
 {
+	za_background_lock();
 	za_slab_lock_all();
 	za_pcp_lock_all();
 	za_buddy_lock_all();
@@ -29,6 +31,7 @@ static void fork_parent(void)
 	za_buddy_unlock_all();
 	za_pcp_unlock_all();
 	za_slab_unlock_all();
+	za_background_unlock();
 }
 
 static void fork_child(void)
@@ -38,6 +41,7 @@ static void fork_child(void)
 	za_buddy_reset_child();
 	za_pcp_reset_child();
 	za_slab_reset_child();
+	za_background_reset_child();
 }
 
 void za_preload_init(void)
@@ -46,11 +50,17 @@ void za_preload_init(void)
 	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return;
 	za_options_init();
+	za_reclaim_set_mode(za_option(ZA_OPT_RECLAIM) == 1 ? ZA_RELEASE_FREE : ZA_RELEASE_DONTNEED);
+	za_policy_set_decay_ms((uint64_t)za_option(ZA_OPT_DECAY_MS));
+	if (za_option(ZA_OPT_LIMIT))
+		za_policy_set_limit((size_t)za_option(ZA_OPT_LIMIT));
+	za_background_enable(za_option(ZA_OPT_BACKGROUND) != 0);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 __attribute__((destructor)) static void za_dtor(void)
 {
+	za_background_stop();
 	if (za_option(ZA_OPT_STATS))
 		za_stats_print(2);
 	if (za_option(ZA_OPT_CHECK)) {

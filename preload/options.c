@@ -11,14 +11,29 @@
 extern char **environ;
 
 struct za_option_desc {
-	const char *name;     /* after the ZONEALLOC_ prefix */
-	long long value;      /* the default until parsed */
+	const char *name;      /* after the ZONEALLOC_ prefix */
+	long long value;       /* the default until parsed */
+	const char *words[3];  /* for a choice: the words, valued 0, 1, 2 */
 };
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
-	[ZA_OPT_STATS] = { "STATS", 0 },
-	[ZA_OPT_CHECK] = { "CHECK", 0 },
+	[ZA_OPT_STATS] = { "STATS", 0, { 0 } },
+	[ZA_OPT_CHECK] = { "CHECK", 0, { 0 } },
+	[ZA_OPT_LIMIT] = { "LIMIT", 0, { 0 } },
+	[ZA_OPT_DECAY_MS] = { "DECAY_MS", 1000, { 0 } },
+	[ZA_OPT_RECLAIM] = { "RECLAIM", 0, { "dontneed", "free", 0 } },
+	[ZA_OPT_BACKGROUND] = { "BACKGROUND", 0, { 0 } },
 };
+
+static bool parse_choice(const struct za_option_desc *o, const char *s, long long *out)
+{
+	for (int i = 0; i < 3 && o->words[i]; i++)
+		if (!strcasecmp(s, o->words[i])) {
+			*out = i;
+			return true;
+		}
+	return false;
+}
 
 static bool parse_value(const char *s, long long *out)
 {
@@ -71,9 +86,10 @@ void za_options_init(void)
 			if (strlen(options[i].name) != len || strncmp(name, options[i].name, len))
 				continue;
 			known = true;
-			if (!parse_value(eq + 1, &options[i].value))
-				za_dprintf(2, "zonealloc: ignoring %s: not a value (use 1/0, on/off or a size like 64M)\n",
-					   *e);
+			bool ok = options[i].words[0] ? parse_choice(&options[i], eq + 1, &options[i].value)
+						      : parse_value(eq + 1, &options[i].value);
+			if (!ok)
+				za_dprintf(2, "zonealloc: ignoring %s: not a valid value\n", *e);
 		}
 		if (!known)
 			za_dprintf(2, "zonealloc: unknown option ignored: %s\n", *e);

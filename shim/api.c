@@ -3,6 +3,9 @@
  * entry points. preload/malloc.c exports the same bodies under the glibc
  * names. errno changes only on failure.
  */
+#include <string.h>
+
+#include "policy/policy.h"
 #include "shim/shim.h"
 
 ZA_EXPORT void *za_malloc(size_t size)
@@ -98,4 +101,38 @@ ZA_EXPORT int za_malloc_trim(size_t pad)
 {
 	(void)pad;
 	return za_shim_trim();
+}
+
+/* Any size and alignment, with the caller's intent: small requests still
+ * come from the slabs, but a slab or run that must be taken from the buddy
+ * core is taken under the caller's policy. */
+ZA_EXPORT void *za_alloc(size_t size, size_t align, za_flags flags, za_status *status)
+{
+	struct za_policy policy;
+	za_status st = za_policy_from_flags(flags, &policy);
+	if (st != ZA_OK) {
+		if (status)
+			*status = za_policy_outcome(st, NULL);
+		return NULL;
+	}
+	if (align & (align - 1)) {
+		if (status)
+			*status = za_policy_outcome(ZA_EINVAL, NULL);
+		return NULL;
+	}
+	const struct za_policy *saved;
+	int saved_errno = errno;
+	za_tls_status_clear();
+	za_policy_push(&policy, &saved);
+	void *p = policy.zero ? (align <= 16 ? za_shim_calloc(1, size) : za_shim_aligned(align, size))
+			      : za_shim_aligned(align, size);
+	za_policy_pop(saved);
+	if (p && policy.zero && align > 16)
+		memset(p, 0, size);
+	errno = saved_errno;
+	if (status) {
+		za_status last = za_last_status();
+		*status = p ? ZA_OK : last != ZA_OK ? last : ZA_ENOMEM_OS;
+	}
+	return p;
 }

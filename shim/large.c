@@ -31,18 +31,21 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 {
 	(void)zero;   /* fresh mappings are zero */
 	size_t mapped = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
-	if (mapped < size || align > ((size_t)1 << (ZA_VA_BITS - 1)))
+	if (mapped < size || mapped >= ((size_t)1 << ZA_VA_BITS) ||
+	    align >= ((size_t)1 << (ZA_VA_BITS - 1)))
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
 	if (align < ZA_ZONE_SIZE)
 		align = ZA_ZONE_SIZE;   /* region table slots start on zone bounds */
 
+	za_status st = za_policy_charge(mapped >> ZA_PAGE_SHIFT, za_policy_current());
+	if (st != ZA_OK)
+		return za_shim_nomem(st);
 	struct za_huge *h = za_meta_alloc(sizeof *h);
-	if (!h)
-		return za_shim_nomem(ZA_ENOMEM_OS);
 	void *base;
-	int err = za_os_map_aligned(mapped, align, &base);
+	int err = h ? za_os_map_aligned(mapped, align, &base) : ENOMEM;
 	if (err) {
 		za_meta_free(h, sizeof *h);
+		za_policy_uncharge(mapped >> ZA_PAGE_SHIFT);
 		return za_shim_nomem(err == ENOMEM ? ZA_ENOMEM_OS : ZA_ENOMEM_TOO_LARGE);
 	}
 	h->region.base = (uintptr_t)base;
@@ -68,6 +71,7 @@ static void huge_free(struct za_huge *h)
 	pthread_mutex_unlock(&huge_lock);
 	za_meta_free(h, sizeof *h);
 	za_os_unmap(base, size);
+	za_policy_uncharge(size >> ZA_PAGE_SHIFT);
 }
 
 void za_huge_stats(size_t *count, size_t *bytes)
@@ -107,11 +111,12 @@ void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 		return huge_alloc(size, align, zero);
 
 	za_status st;
-	void *p = za_policy_alloc_block(order, &za_policy_default, &st);
+	void *p = za_policy_alloc_block(order, za_policy_current(), &st);
 	if (unlikely(!p))
 		return za_shim_nomem(ZA_OK);
+	bool fresh = zero && za_buddy_block_fresh(p);
 	za_buddy_make_run(p, order, (uint32_t)npages);
-	if (zero)
+	if (zero && !fresh)   /* released pages read as zero already */
 		memset(p, 0, npages << ZA_PAGE_SHIFT);
 	return p;
 }
@@ -188,12 +193,18 @@ static void *huge_resize(struct za_huge *h, size_t size)
 	if (mapped < h->region.size) {
 		/* Shrink in place; the tail goes back to the OS. */
 		za_os_unmap((char *)base + mapped, h->region.size - mapped);
+		za_policy_uncharge((h->region.size - mapped) >> ZA_PAGE_SHIFT);
 	} else {
+		size_t more = (mapped - h->region.size) >> ZA_PAGE_SHIFT;
+		if (za_policy_charge(more, za_policy_current()) != ZA_OK)
+			return NULL;
 		int saved = errno;
 		void *q = mremap(base, h->region.size, mapped, 0);
 		errno = saved;
-		if (q == MAP_FAILED)
+		if (q == MAP_FAILED) {
+			za_policy_uncharge(more);
 			return NULL;
+		}
 	}
 	pthread_mutex_lock(&huge_lock);
 	za_region_unregister(&h->region);
@@ -297,10 +308,5 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 
 int za_shim_trim(void)
 {
-	struct za_stats before, after;
-	za_stats_get(&before);
-	za_slab_release_empty(za_tls_heap);
-	za_pcp_drain_all();
-	za_stats_get(&after);
-	return after.pages_free != before.pages_free || after.zones != before.zones;
+	return za_policy_reclaim_all() > 0;
 }

@@ -6,6 +6,7 @@
 
 #include "buddy/buddy.h"
 #include "policy/policy.h"
+#include "shim/shim.h"
 
 ZA_EXPORT void za_stats_get(struct za_stats *st)
 {
@@ -25,6 +26,7 @@ ZA_EXPORT void za_stats_get(struct za_stats *st)
 			st->zones++;
 			st->pages_total += ZA_ZONE_PAGES;
 			st->pages_free += atomic_load(&zone->pages_free);
+			st->pages_released += atomic_load(&zone->pages_released);
 			for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
 				st->free_blocks[k] += zone->nr_free[k];
 				st->alloc_calls[k] += zone->alloc_calls[k];
@@ -41,7 +43,21 @@ ZA_EXPORT void za_stats_get(struct za_stats *st)
 	struct za_policy_stats ps;
 	za_policy_stats_get(&ps);
 	st->slowpath_rounds = ps.slowpath_rounds;
+	st->decay_passes = ps.decay_passes;
+	st->direct_reclaim_pages = ps.direct_reclaim_pages;
+	st->background_wakeups = ps.background_wakeups;
 	memcpy(st->enomem, ps.enomem, sizeof st->enomem);
+
+	struct za_reclaim_stats rs;
+	za_reclaim_stats_get(&rs);
+	st->reclaim_passes = rs.passes;
+	st->reclaimed_pages = rs.pages_released;
+	st->madvise_calls = rs.madvise_calls;
+	int64_t committed = atomic_load(&za_committed_pages);
+	st->committed_bytes = committed > 0 ? (size_t)committed << ZA_PAGE_SHIFT : 0;
+	struct za_watermarks wm;
+	za_watermarks_get(&wm);
+	st->limit_bytes = wm.limit << ZA_PAGE_SHIFT;
 }
 
 ZA_EXPORT void za_stats_print(int fd)
@@ -63,6 +79,30 @@ ZA_EXPORT void za_stats_print(int fd)
 			   (unsigned long long)st.free_calls[k]);
 	za_dprintf(fd, "  slow path: %llu rounds, %llu cache drains\n",
 		   (unsigned long long)st.slowpath_rounds, (unsigned long long)st.cache_drains);
+	if (st.limit_bytes)
+		za_dprintf(fd, "  memory: %zu KiB committed of a %zu KiB limit, %zu KiB free and released\n",
+			   st.committed_bytes >> 10, st.limit_bytes >> 10,
+			   (st.pages_released * ZA_PAGE_SIZE) >> 10);
+	else
+		za_dprintf(fd, "  memory: %zu KiB committed (no limit), %zu KiB free and released\n",
+			   st.committed_bytes >> 10, (st.pages_released * ZA_PAGE_SIZE) >> 10);
+	struct za_slab_stats ss;
+	size_t huge_count, huge_bytes;
+	za_slab_stats_get(&ss);
+	za_huge_stats(&huge_count, &huge_bytes);
+	za_dprintf(fd, "  slabs: %llu live, %llu made, %llu given back, %llu abandoned, %llu adopted, "
+		   "%llu remote frees; %llu thread heaps live of %llu\n",
+		   (unsigned long long)ss.slabs_live, (unsigned long long)ss.slabs_created,
+		   (unsigned long long)ss.slabs_released, (unsigned long long)ss.slabs_abandoned,
+		   (unsigned long long)ss.slabs_adopted, (unsigned long long)ss.remote_frees,
+		   (unsigned long long)ss.heaps_live, (unsigned long long)ss.heaps_created);
+	za_dprintf(fd, "  huge: %zu mappings, %zu KiB\n", huge_count, huge_bytes >> 10);
+	za_dprintf(fd, "  reclaim: %llu passes, %llu pages released in %llu madvise calls, "
+		   "%llu decay passes, %llu pages by direct reclaim, %llu background wakeups\n",
+		   (unsigned long long)st.reclaim_passes, (unsigned long long)st.reclaimed_pages,
+		   (unsigned long long)st.madvise_calls, (unsigned long long)st.decay_passes,
+		   (unsigned long long)st.direct_reclaim_pages,
+		   (unsigned long long)st.background_wakeups);
 	for (int s = 1; s < ZA_STATUS_COUNT; s++)
 		if (st.enomem[s])
 			za_dprintf(fd, "  failures: %llu x %s\n", (unsigned long long)st.enomem[s],

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "policy/policy.h"
 #include "slab/slab.h"
 
 extern struct za_slab za_slab_empty;
@@ -142,9 +143,19 @@ static void heap_thread_exit(void *arg)
 	release_abandoned_empty();
 }
 
+/* The policy's drain step: this thread's empty slabs and the abandoned
+ * empty ones go back to the buddy core. */
+static size_t slab_drain(void)
+{
+	uint64_t before = atomic_load(&za_slab_counters.released);
+	za_slab_release_empty(za_tls_heap);
+	return (size_t)(atomic_load(&za_slab_counters.released) - before);
+}
+
 static void heap_key_create(void)
 {
 	pthread_key_create(&heap_key, heap_thread_exit);
+	za_policy_register_drain(slab_drain);
 	/* The double-free mark differs from run to run. */
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -111,7 +111,7 @@ static struct za_slab *slab_new(struct za_theap *heap, unsigned cls)
 {
 	const struct za_class_info *ci = &za_classes[cls];
 	za_status st;
-	void *block = za_policy_alloc_block(ci->order, &za_policy_default, &st);
+	void *block = za_policy_alloc_block(ci->order, za_policy_current(), &st);
 	if (!block)
 		return NULL;
 	struct za_page *head = za_buddy_make_slab(block, ci->order);

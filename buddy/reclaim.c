@@ -1,0 +1,138 @@
+/*
+ * Giving memory back: retained free blocks are isolated from their free
+ * lists, released with madvise while no lock is held, and put back as
+ * released blocks (which merge like any other). Wholly free zones beyond
+ * one spare are unmapped. Policy (policy/) decides when and how much;
+ * this file only knows how.
+ */
+#include "buddy/buddy.h"
+
+#include <time.h>
+
+_Atomic int64_t za_committed_pages;
+_Atomic int64_t za_zone_span_pages;
+
+static _Atomic int release_mode = ZA_RELEASE_DONTNEED;
+static _Atomic uint64_t st_passes, st_blocks, st_pages, st_madvise;
+
+uint64_t za_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void za_reclaim_set_mode(enum za_release_mode mode)
+{
+	atomic_store(&release_mode, mode);
+}
+
+/* MADV_FREE leaves the old contents until the kernel needs the pages, so
+ * only MADV_DONTNEED makes released memory read as zero. */
+bool za_released_reads_zero(void)
+{
+	return atomic_load_explicit(&release_mode, memory_order_relaxed) == ZA_RELEASE_DONTNEED;
+}
+
+#define ISOLATE_BATCH 32
+
+struct isolated {
+	uint32_t pfn;
+	uint32_t order;
+};
+
+/*
+ * Chooses up to ISOLATE_BATCH retained blocks old enough, largest first,
+ * and takes them off the free lists. Returns how many; *pages gets the
+ * resident pages among them.
+ */
+static unsigned __isolate(struct za_zone *zone, uint64_t now, uint64_t min_age_ms,
+			  size_t want_pages, size_t *budget, struct isolated *out, size_t *pages)
+{
+	unsigned n = 0;
+	*pages = 0;
+	for (int k = ZA_MAX_ORDER - 1; k >= 0 && n < ISOLATE_BATCH && *pages < want_pages; k--) {
+		for (uint32_t pfn = zone->free_head[k];
+		     pfn != ZA_PFN_NONE && *budget && n < ISOLATE_BATCH && *pages < want_pages;
+		     pfn = zone->pages[pfn].next) {
+			const struct za_page *p = &zone->pages[pfn];
+			(*budget)--;
+			if (p->count == (1u << k))
+				break;   /* the rest of the list is released already */
+			if (now - p->freed_ms < min_age_ms)
+				continue;
+			out[n].pfn = pfn;
+			out[n].order = (uint32_t)k;
+			*pages += (1u << k) - p->count;
+			n++;
+		}
+	}
+	/* Off the lists only after the walk, which follows their links. */
+	for (unsigned i = 0; i < n; i++)
+		__za_isolate_free(zone, out[i].pfn, out[i].order);
+	return n;
+}
+
+static int release_range(void *addr, size_t len)
+{
+	atomic_fetch_add_explicit(&st_madvise, 1, memory_order_relaxed);
+	if (atomic_load_explicit(&release_mode, memory_order_relaxed) == ZA_RELEASE_FREE)
+		return za_os_lazy_free(addr, len);
+	return za_os_decommit(addr, len);
+}
+
+size_t za_reclaim_pass(uint64_t min_age_ms, size_t want_pages, size_t budget_blocks)
+{
+	struct isolated iso[ISOLATE_BATCH];
+	uint64_t now = za_now_ms();
+	size_t released = 0;
+	int n = atomic_load_explicit(&za_nr_zones, memory_order_acquire);
+
+	atomic_fetch_add_explicit(&st_passes, 1, memory_order_relaxed);
+	for (int i = 0; i < n && released < want_pages && budget_blocks; i++) {
+		struct za_zone *zone = &za_zones[i];
+		for (;;) {
+			if (!atomic_load(&zone->active) || released >= want_pages || !budget_blocks)
+				break;
+			size_t pages;
+			pthread_mutex_lock(&zone->lock);
+			unsigned cnt = atomic_load(&zone->active)
+					       ? __isolate(zone, now, min_age_ms, want_pages - released,
+							   &budget_blocks, iso, &pages)
+					       : 0;
+			pthread_mutex_unlock(&zone->lock);
+			if (!cnt)
+				break;
+			/* madvise with no lock held: the blocks are ours alone. */
+			for (unsigned j = 0; j < cnt; j++)
+				release_range(za_page_addr(zone, iso[j].pfn),
+					      ZA_PAGE_SIZE << iso[j].order);
+			pthread_mutex_lock(&zone->lock);
+			for (unsigned j = 0; j < cnt; j++)
+				__za_putback_released(zone, iso[j].pfn, iso[j].order);
+			pthread_mutex_unlock(&zone->lock);
+			released += pages;
+			atomic_fetch_add_explicit(&st_blocks, cnt, memory_order_relaxed);
+			atomic_fetch_add_explicit(&st_pages, pages, memory_order_relaxed);
+		}
+	}
+	return released;
+}
+
+size_t za_reclaim_zones(void)
+{
+	size_t unmapped = 0;
+	int n = atomic_load_explicit(&za_nr_zones, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (za_zone_maybe_release(&za_zones[i]))
+			unmapped++;
+	return unmapped;
+}
+
+void za_reclaim_stats_get(struct za_reclaim_stats *st)
+{
+	st->passes = atomic_load(&st_passes);
+	st->blocks_released = atomic_load(&st_blocks);
+	st->pages_released = atomic_load(&st_pages);
+	st->madvise_calls = atomic_load(&st_madvise);
+}
