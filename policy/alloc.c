@@ -73,9 +73,11 @@ static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy
 		if ((p = try_alloc(order, policy)))
 			return p;
 
-		if (policy->may_reclaim && za_policy_budget(policy) < need) {
-			size_t short_by = need - za_policy_budget(policy);
-			if (za_policy_direct_reclaim(short_by + need) > 0) {
+		size_t short_by = za_policy_shortfall(policy, need);
+		if (policy->may_reclaim && short_by) {
+			/* A little more than the shortfall, so the next few
+			 * allocations don't come straight back here. */
+			if (za_policy_direct_reclaim(short_by + 64) > 0) {
 				progress = true;
 				if ((p = try_alloc(order, policy)))
 					return p;

@@ -65,6 +65,9 @@ void za_watermarks_get(struct za_watermarks *wm);
 void za_policy_set_limit(size_t bytes);
 /* Pages this policy may still newly commit (SIZE_MAX without a limit). */
 size_t za_policy_budget(const struct za_policy *policy);
+/* How many pages committed memory must drop by before `need` more fit
+ * under this policy's mark (0 without a limit). */
+size_t za_policy_shortfall(const struct za_policy *policy, size_t need);
 bool za_policy_may_grow(void);
 /* Charges a mapping of `pages` outside the zones (huge allocations). */
 za_status za_policy_charge(size_t pages, const struct za_policy *policy);

@@ -42,6 +42,18 @@ size_t za_policy_budget(const struct za_policy *policy)
 	return committed >= (int64_t)allowed ? 0 : allowed - (size_t)committed;
 }
 
+size_t za_policy_shortfall(const struct za_policy *policy, size_t need)
+{
+	size_t limit = atomic_load_explicit(&wm_limit, memory_order_relaxed);
+	if (likely(!limit))
+		return 0;
+	size_t allowed = limit - (policy->may_use_reserve ? 0
+				  : atomic_load_explicit(&wm_min, memory_order_relaxed));
+	int64_t over = atomic_load_explicit(&za_committed_pages, memory_order_relaxed) +
+		       (int64_t)need - (int64_t)allowed;
+	return over > 0 ? (size_t)over : 0;
+}
+
 bool za_policy_may_grow(void)
 {
 	size_t limit = atomic_load_explicit(&wm_limit, memory_order_relaxed);
@@ -56,7 +68,7 @@ za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 	if (atomic_load_explicit(&wm_limit, memory_order_relaxed)) {
 		size_t budget = za_policy_budget(policy);
 		if (budget < pages && policy->may_reclaim) {
-			za_policy_direct_reclaim(pages - budget);
+			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
 			budget = za_policy_budget(policy);
 		}
 		if (budget < pages)
