@@ -8,7 +8,8 @@
 #include "buddy/buddy.h"
 
 /* Size of class c (see the layout in size_class.h). */
-#define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) : (9u + ((c) - 8u) % 8u) << (((c) - 8u) / 8u + 4u))
+#define CHI(c) ((c) < 8 ? 0u : (unsigned)(c) - 8u)
+#define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) : (9u + CHI(c) % 8u) << (CHI(c) / 8u + 4u))
 
 /*
  * A slab is the smallest block (order 0..5) that holds at least 8 objects
