@@ -229,7 +229,13 @@ bool za_released_reads_zero(void);
 size_t za_reclaim_pass(uint64_t min_age_ms, size_t want_pages, size_t budget_blocks);
 /* Unmaps wholly free zones beyond one spare. Returns zones unmapped. */
 size_t za_reclaim_zones(void);
+/* Fork: a reclaim batch (isolate, madvise, put back) holds this lock;
+ * taken after the per-thread cache locks, before the zone locks. */
+void za_reclaim_lock(void);
+void za_reclaim_unlock(void);
+void za_reclaim_reset_child(void);
 uint64_t za_now_ms(void);
+uint64_t za_now_ms_cheap(void);   /* may lag by a few calls */
 
 struct za_reclaim_stats {
 	uint64_t passes, blocks_released, pages_released, madvise_calls;

@@ -44,7 +44,7 @@ static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order
 	page->flags &= ZA_PGF_RESIDENT;
 	page->count = released;
 	if (released < (1u << order)) {
-		page->freed_ms = za_now_ms();
+		page->freed_ms = za_now_ms_cheap();
 		uint32_t head = zone->free_head[order];
 		page->prev = ZA_PFN_NONE;
 		page->next = head;
