@@ -49,6 +49,9 @@ enum za_page_state {
 /* Flag of every page: its memory is resident (0 = released or never
  * touched, as a fresh page map reads). Only free pages may lack it. */
 #define ZA_PGF_RESIDENT 0x02
+/* Head of a free block the reclaimer took off its list to release it
+ * (state ZA_PG_BLOCK until put back): its pages may be part released. */
+#define ZA_PGF_ISOLATED 0x04
 
 #define ZA_PAGE_PRIVATE_BYTES 48
 

@@ -134,7 +134,10 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 		uint32_t nonresident = 0;
 		for (uint32_t i = 0; i < span; i++)
 			nonresident += !(pages[pfn + i].flags & ZA_PGF_RESIDENT);
-		if (p->state != ZA_PG_FREE && nonresident)
+		/* A block the reclaimer is releasing (no lock held) is neither
+		 * free nor in anyone's hands: any mix is fine. */
+		bool isolated = p->state == ZA_PG_BLOCK && (p->flags & ZA_PGF_ISOLATED);
+		if (p->state != ZA_PG_FREE && !isolated && nonresident)
 			FAIL(zi, pfn, p->order, "allocated block has %u released pages", nonresident);
 		if (p->state == ZA_PG_FREE && p->count != nonresident)
 			FAIL(zi, pfn, p->order, "free block counts %u released pages, has %u",

@@ -29,13 +29,14 @@ static inline void __add_relaxed(_Atomic uint32_t *v, int32_t d)
 
 /*
  * Puts a block on free_area[order]; `released` of its pages are released,
- * and so no longer committed. Blocks with resident pages go to the head,
- * wholly released ones to the tail: allocation reuses memory that is
- * already resident before it touches released pages, and reclaim finds the
- * resident blocks first.
+ * and so no longer committed; the resident ones, if any, have been free
+ * since `freed_ms` (the age decay goes by). Blocks with resident pages go
+ * to the head, wholly released ones to the tail: allocation reuses memory
+ * that is already resident before it touches released pages, and reclaim
+ * finds the resident blocks first.
  */
 static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order,
-			      uint32_t released)
+			      uint32_t released, uint64_t freed_ms)
 {
 	struct za_page *page = &zone->pages[pfn];
 
@@ -44,7 +45,7 @@ static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order
 	page->flags &= ZA_PGF_RESIDENT;
 	page->count = released;
 	if (released < (1u << order)) {
-		page->freed_ms = za_now_ms_cheap();
+		page->freed_ms = freed_ms;
 		uint32_t head = zone->free_head[order];
 		page->prev = ZA_PFN_NONE;
 		page->next = head;
@@ -132,7 +133,7 @@ static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn
  * pages of each upper half.
  */
 static inline uint32_t __expand(struct za_zone *zone, uint32_t pfn, unsigned low, unsigned high,
-				uint32_t released)
+				uint32_t released, uint64_t freed_ms)
 {
 	while (high > low) {
 		uint32_t size = 1u << high;
@@ -144,7 +145,7 @@ static inline uint32_t __expand(struct za_zone *zone, uint32_t pfn, unsigned low
 			upper = half;
 		else
 			upper = __count_released(zone, pfn + half, half);
-		__list_add(zone, pfn + half, high, upper);
+		__list_add(zone, pfn + half, high, upper, freed_ms);   /* as old as the whole */
 		released -= upper;
 		zone->splits++;
 	}
@@ -170,7 +171,8 @@ uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
 			continue;
 		if (*budget != SIZE_MAX)
 			*budget -= cost;
-		uint32_t released = __expand(zone, pfn, order, found, __list_del(zone, pfn, found));
+		uint64_t age = zone->pages[pfn].freed_ms;
+		uint32_t released = __expand(zone, pfn, order, found, __list_del(zone, pfn, found), age);
 		if (released)
 			__mark_resident(zone, pfn, 1u << order);
 		zone->pages[pfn].flags = (uint8_t)(ZA_PGF_RESIDENT |
@@ -197,19 +199,27 @@ struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigne
 				     uint32_t released)
 {
 	struct za_merge_result res = { order, order, 0 };
+	/* A merged block is as old as its oldest resident part: otherwise a
+	 * block split and merged again and again around one busy piece would
+	 * never be old enough to release. (The busy piece may go back with
+	 * it, one fault per decay time.) */
+	uint64_t age = released < (1u << order) ? za_now_ms_cheap() : UINT64_MAX;
 
 	zone->pages[pfn].flags &= ZA_PGF_RESIDENT;
 	while (order < ZA_MAX_ORDER - 1) {
 		uint32_t buddy = pfn ^ (1u << order);
 		if (!__buddy_is_free(zone, buddy, order))
 			break;
+		const struct za_page *b = &zone->pages[buddy];
+		if (b->count < (1u << order) && b->freed_ms < age)
+			age = b->freed_ms;
 		released += __list_del(zone, buddy, order);
 		zone->pages[pfn].state = ZA_PG_TAIL;
 		pfn &= buddy;
 		order++;
 		res.merges++;
 	}
-	__list_add(zone, pfn, order, released);
+	__list_add(zone, pfn, order, released, age);
 	zone->merges += res.merges;
 	res.order_out = order;
 	return res;
@@ -357,9 +367,12 @@ void za_buddy_free(void *block, unsigned order)
 	if (unlikely(order >= ZA_MAX_ORDER))
 		za_buddy_bad_free(block, "za_free_pages", "order out of range", zone, pfn,
 				  (int)order);
-	if (unlikely(page->state != ZA_PG_BLOCK || page->order != order))
+	/* An isolated block is the reclaimer's, not the caller's. */
+	if (unlikely(page->state != ZA_PG_BLOCK || page->order != order ||
+		     (page->flags & ZA_PGF_ISOLATED)))
 		za_buddy_bad_free(block, "za_free_pages",
-				  page->state == ZA_PG_BLOCK ? "wrong order" : "not an allocated block",
+				  (page->flags & ZA_PGF_ISOLATED) ? "double free (the block is free, being released)"
+				  : page->state == ZA_PG_BLOCK ? "wrong order" : "not an allocated block",
 				  zone, pfn, (int)order);
 	if (order < ZA_PCP_ORDERS && za_pcp_free(zone, pfn, order))
 		return;
@@ -542,6 +555,7 @@ uint32_t __za_isolate_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 	uint32_t released = __list_del(zone, pfn, order);
 	zone->pages[pfn].state = ZA_PG_BLOCK;
 	zone->pages[pfn].order = (uint8_t)order;
+	zone->pages[pfn].flags |= ZA_PGF_ISOLATED;   /* __za_free_one clears it */
 	return released;
 }
 

@@ -76,7 +76,9 @@ static unsigned __isolate(struct za_zone *zone, uint64_t now, uint64_t min_age_m
 			(*budget)--;
 			if (p->count == (1u << k))
 				break;   /* the rest of the list is released already */
-			if (now - p->freed_ms < min_age_ms)
+			/* A stamp from the cached clock may be a little ahead of
+			 * `now`: that block is young, not ancient. */
+			if (p->freed_ms > now || now - p->freed_ms < min_age_ms)
 				continue;
 			out[n].pfn = pfn;
 			out[n].order = (uint32_t)k;

@@ -121,6 +121,12 @@ ZA_EXPORT size_t za_reclaim(void)
 ZA_EXPORT void za_set_limit(size_t bytes)
 {
 	za_policy_set_limit(bytes);
-	if (bytes)
-		za_background_wake();
+	if (!bytes)
+		return;
+	/* A lowered limit takes effect now: retained memory above the new
+	 * normal mark goes back before the next allocation has to find out. */
+	size_t over = za_policy_shortfall(&za_policy_default, 0);
+	if (over)
+		za_policy_direct_reclaim(over);
+	za_background_wake();
 }

@@ -19,6 +19,7 @@ static void fork_prepare(void)
 	za_background_lock();
 	za_slab_lock_all();
 	za_pcp_lock_all();
+	za_reclaim_lock();
 	za_buddy_lock_all();
 	za_huge_lock_all();
 	za_meta_lock();
@@ -29,6 +30,7 @@ static void fork_parent(void)
 	za_meta_unlock();
 	za_huge_unlock_all();
 	za_buddy_unlock_all();
+	za_reclaim_unlock();
 	za_pcp_unlock_all();
 	za_slab_unlock_all();
 	za_background_unlock();
@@ -39,6 +41,7 @@ static void fork_child(void)
 	za_meta_reset_child();
 	za_huge_reset_child();
 	za_buddy_reset_child();
+	za_reclaim_reset_child();
 	za_pcp_reset_child();
 	za_slab_reset_child();
 	za_background_reset_child();

@@ -110,14 +110,13 @@ ZA_EXPORT void *za_alloc(size_t size, size_t align, za_flags flags, za_status *s
 {
 	struct za_policy policy;
 	za_status st = za_policy_from_flags(flags, &policy);
+	if (st == ZA_OK && (align & (align - 1)))
+		st = ZA_EINVAL;
 	if (st != ZA_OK) {
+		/* Counted and remembered whether or not the caller asked. */
+		st = za_policy_outcome(st, NULL);
 		if (status)
-			*status = za_policy_outcome(st, NULL);
-		return NULL;
-	}
-	if (align & (align - 1)) {
-		if (status)
-			*status = za_policy_outcome(ZA_EINVAL, NULL);
+			*status = st;
 		return NULL;
 	}
 	const struct za_policy *saved;

@@ -249,7 +249,12 @@ void *za_shim_realloc(void *p, size_t size)
 	size_t usable = pages << ZA_PAGE_SHIFT;
 	if (size > ZA_SLAB_MAX && size <= ZA_RUN_MAX) {
 		size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
-		if (npages == pages || za_buddy_resize_run(p, (uint32_t)npages))
+		/* Growing in place may commit released pages after the run:
+		 * only while the limit has room for all of them (otherwise the
+		 * move goes through the policy's slow path). */
+		bool fits = npages <= pages ||
+			    za_policy_budget(za_policy_current()) >= npages - pages;
+		if (npages == pages || (fits && za_buddy_resize_run(p, (uint32_t)npages)))
 			return p;
 	}
 	return realloc_move(p, usable, size);

@@ -162,14 +162,16 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 		heap->cur[cls] = s;   /* the next search starts further on */
 	}
 	if (!slab->free) {
-		slab = za_slab_abandoned_take(cls, heap);
+		/* An abandoned slab may be full (its objects live on after their
+		 * thread): it is adopted all the same, its objects come home as
+		 * remote frees, and the search goes on. */
+		while ((slab = za_slab_abandoned_take(cls, heap)) && !slab_refill(slab, cls))
+			;
 		if (!slab) {
 			slab = slab_new(heap, cls);
-			if (!slab)
+			if (!slab || !slab_refill(slab, cls))
 				return NULL;
 		}
-		if (!slab_refill(slab, cls))
-			return NULL;
 		heap->cur[cls] = slab;
 	}
 	void **p = slab->free;

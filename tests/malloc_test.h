@@ -1,0 +1,132 @@
+/*
+ * Helpers shared by the malloc-family tests: a seeded generator, byte
+ * patterns, the pages the heap holds, and a runner for death tests (a
+ * forked child that must die of SIGABRT with one exact message).
+ *
+ * The tests come in two builds: with TEST_NAMES they call the exported
+ * glibc names (linked against libzonealloc.so, which replaces malloc for
+ * the whole process); without it they call the za_* functions of
+ * libza_core, which leaves the process's malloc alone and so also runs
+ * under ASan. F(malloc) names the function of the build.
+ */
+#ifndef ZA_TEST_MALLOC_TEST_H
+#define ZA_TEST_MALLOC_TEST_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "zonealloc.h"
+#include "tests/check.h"
+
+#ifdef TEST_NAMES
+#define F(name) name
+#else
+#define F(name) za_##name
+#endif
+
+/* Hides a value from the optimizer: no folding of malloc(SIZE_MAX), no
+ * "free of a non-heap object" reasoning. */
+static inline size_t opaque_size(size_t v)
+{
+	volatile size_t x = v;
+	return x;
+}
+
+static inline void *opaque_ptr(void *p)
+{
+	void *volatile x = p;
+	return x;
+}
+
+/* xorshift64*: deterministic for a given seed. */
+struct mt_rng {
+	uint64_t s;
+};
+
+static inline void mt_seed(struct mt_rng *r, uint64_t seed)
+{
+	r->s = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
+	if (!r->s)
+		r->s = 1;
+}
+
+static inline uint64_t mt_next(struct mt_rng *r)
+{
+	r->s ^= r->s >> 12;
+	r->s ^= r->s << 25;
+	r->s ^= r->s >> 27;
+	return r->s * 0x2545f4914f6cdd1dULL;
+}
+
+/* Uniform in [0, n). */
+static inline uint32_t mt_below(struct mt_rng *r, uint32_t n)
+{
+	return (uint32_t)((mt_next(r) >> 32) * n >> 32);
+}
+
+static inline unsigned char mt_byte(uint64_t seed, size_t i)
+{
+	return (unsigned char)(seed ^ (i * 0x9d) ^ (i >> 8) ^ (i >> 16));
+}
+
+/* Every byte of [p, p+n). */
+static inline void fill_bytes(void *p, size_t n, uint64_t seed)
+{
+	unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		b[i] = mt_byte(seed, i);
+}
+
+/* Index of the first wrong byte, or n when all hold. */
+static inline size_t check_bytes(const void *p, size_t n, uint64_t seed)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != mt_byte(seed, i))
+			return i;
+	return n;
+}
+
+/* Pages held in allocated blocks (runs, slabs, page blocks): what the
+ * heap has committed to callers, caches not counted. */
+static inline size_t pages_used(void)
+{
+	struct za_stats s;
+	za_stats_get(&s);
+	return s.pages_total - s.pages_free - s.pages_cached;
+}
+
+/*
+ * Death tests. `expect` is the exact first line the child must write to
+ * stderr, where '#' stands for one or more decimal digits (zone indexes,
+ * orders: facts the test cannot know in advance). The child writes its
+ * expectation into shared memory, since only it knows the addresses.
+ */
+#define DEATH_EXPECT_MAX 512
+
+static inline bool line_matches(const char *line, const char *pat)
+{
+	while (*pat) {
+		if (*pat == '#') {
+			if (*line < '0' || *line > '9')
+				return false;
+			while (*line >= '0' && *line <= '9')
+				line++;
+			pat++;
+			continue;
+		}
+		if (*line != *pat)
+			return false;
+		line++;
+		pat++;
+	}
+	return *line == '\0';
+}
+
+#endif

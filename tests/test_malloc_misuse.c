@@ -1,0 +1,378 @@
+/*
+ * Misuse through the malloc API. Each case runs in a forked child that
+ * must die of SIGABRT after writing one exact line to stderr: double frees
+ * (slab object, from its own thread and from another; run; huge mapping),
+ * interior pointers (slab, run, huge), pointers zonealloc never returned
+ * (stack, static data, a private mmap, wild addresses), realloc and
+ * malloc_usable_size of a foreign pointer, free_sized with a size larger
+ * than the allocation, free_aligned_sized with the wrong alignment, and a
+ * page block freed with free. Pointers pass through volatile so the
+ * compiler cannot drop or reason about the calls.
+ *
+ * Built twice (tests/malloc_test.h): with the za_* calls, and with the
+ * exported names of the replaced malloc.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "tests/malloc_test.h"
+
+#ifdef TEST_NAMES
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+#define NAME "malloc_misuse_names"
+#else
+#define NAME "malloc_misuse"
+#endif
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static char *expect;   /* shared with the children */
+
+static unsigned long pfn_of(const void *p)
+{
+	/* Zones are 64 MiB aligned; the page map index is the page in the zone. */
+	return (unsigned long)(((uintptr_t)p & (((uintptr_t)64 << 20) - 1)) >> ZA_PAGE_SHIFT);
+}
+
+#define EXPECT(...) snprintf(expect, DEATH_EXPECT_MAX, __VA_ARGS__)
+
+static void run_death(const char *name, void (*fn)(void))
+{
+	int pfd[2];
+	if (pipe(pfd)) {
+		CHECK(!"pipe");
+		return;
+	}
+	memset(expect, 0, DEATH_EXPECT_MAX);
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		dup2(pfd[1], 2);
+		close(pfd[1]);
+		alarm(30);
+		fn();
+		_exit(0);   /* survived the misuse: the parent reports it */
+	}
+	close(pfd[1]);
+	static char out[64 * 1024];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = '\0';
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+		  "%s: child %s %d, stderr: %s", name,
+		  WIFSIGNALED(status) ? "died of signal" : "exited with", WIFSIGNALED(status)
+			  ? WTERMSIG(status) : WEXITSTATUS(status), out);
+	CHECK_MSG(expect[0] && line_matches(out, expect), "%s:\n  got    \"%s\"\n  wanted \"%s\"",
+		  name, out, expect);
+	printf("  %-28s %s\n", name, out);
+}
+
+/* ---- double frees ---- */
+
+static void *live[8];
+
+static void slab_double_free(void)
+{
+	for (int i = 0; i < 8; i++)
+		live[i] = F(malloc)(100);
+	void *p = opaque_ptr(live[4]);
+	EXPECT("zonealloc: free(%p): double free of a 112-byte slab object (zone #)", p);
+	F(free)(p);
+	F(free)(opaque_ptr(p));
+}
+
+static void slab_double_free_big_class(void)
+{
+	void *keep = F(malloc)(20000);
+	void *p = opaque_ptr(F(malloc)(20000));
+	EXPECT("zonealloc: free(%p): double free of a 20480-byte slab object (zone #)", p);
+	F(free)(p);
+	F(free)(opaque_ptr(p));
+	F(free)(keep);
+}
+
+static void *free_twice(void *arg)
+{
+	F(free)(arg);
+	F(free)(opaque_ptr(arg));
+	return NULL;
+}
+
+/* Both frees come from a thread that does not own the slab: the second
+ * finds the object on the slab's remote list. */
+static void slab_double_free_remote(void)
+{
+	for (int i = 0; i < 8; i++)
+		live[i] = F(malloc)(48);
+	void *p = opaque_ptr(live[3]);
+	EXPECT("zonealloc: free(%p): double free of a 48-byte slab object (zone #)", p);
+	pthread_t t;
+	pthread_create(&t, NULL, free_twice, p);
+	pthread_join(t, NULL);
+}
+
+static void run_double_free(void)
+{
+	void *keep = F(malloc)(100 * KiB);
+	void *p = opaque_ptr(F(malloc)(100 * KiB));
+	EXPECT("zonealloc: free(%p): double free: zone # pfn %lu is free (double free) (order #, # pages), expected order -1",
+	       p, pfn_of(p));
+	F(free)(p);
+	F(free)(opaque_ptr(p));
+	F(free)(keep);
+}
+
+/* Freed twice after merging with its lower buddy: its head is now inside
+ * a larger free block. Two runs of 32 pages taken one after the other are
+ * the two halves of one split block. */
+static void run_double_free_merged(void)
+{
+	char *a = NULL, *b = NULL;
+	for (int i = 0; i < 16; i++) {
+		a = F(malloc)(128 * KiB);
+		b = F(malloc)(128 * KiB);
+		if ((pfn_of(a) ^ 32) == pfn_of(b))
+			break;
+	}
+	char *hi = opaque_ptr(a < b ? b : a);
+	EXPECT("zonealloc: free(%p): not the start of an allocation: zone # pfn %lu is free (double free): inside the free block at pfn # (order #), expected order -1",
+	       (void *)hi, pfn_of(hi));
+	F(free)(a);
+	F(free)(b);
+	F(free)(hi);
+}
+
+static void huge_double_free(void)
+{
+	void *p = opaque_ptr(F(malloc)(8 * MiB));
+	EXPECT("zonealloc: free(%p): pointer not allocated by zonealloc (no zone or huge mapping owns it)",
+	       p);
+	F(free)(p);
+	F(free)(opaque_ptr(p));
+}
+
+/* ---- interior pointers ---- */
+
+static void slab_interior(void)
+{
+	char *p = F(malloc)(100);
+	void *q = opaque_ptr(p + 16);
+	EXPECT("zonealloc: free(%p): interior pointer: not the start of an object in the slab at zone # pfn %lu",
+	       q, pfn_of(q));
+	F(free)(q);
+}
+
+static void slab_interior_realloc(void)
+{
+	char *p = F(malloc)(3000);
+	void *q = opaque_ptr(p + 1);
+	EXPECT("zonealloc: realloc(%p): interior pointer: not the start of an object in the slab at zone # pfn %lu",
+	       q, pfn_of(q));
+	p = F(realloc)(q, 5000);
+	F(free)(p);
+}
+
+static void run_interior_page(void)
+{
+	char *p = F(malloc)(100 * KiB);
+	void *q = opaque_ptr(p + 2 * ZA_PAGE_SIZE);
+	EXPECT("zonealloc: free(%p): not the start of an allocation: zone # pfn %lu is inside a block (not a block head): the block at pfn %lu is an allocated exact run (order 5), expected order -1",
+	       q, pfn_of(q), pfn_of(p));
+	F(free)(q);
+}
+
+static void run_interior_first_page(void)
+{
+	char *p = F(malloc)(100 * KiB);
+	void *q = opaque_ptr(p + 64);
+	EXPECT("zonealloc: free(%p): not the start of an allocation: zone # pfn %lu is an allocated exact run (order 5, 25 pages), expected order -1",
+	       q, pfn_of(q));
+	F(free)(q);
+}
+
+static void huge_interior(void)
+{
+	char *p = F(malloc)(8 * MiB);
+	void *q = opaque_ptr(p + 4096);
+	EXPECT("zonealloc: free(%p): interior pointer into the huge allocation at %p", q,
+	       (void *)p);
+	F(free)(q);
+}
+
+/* ---- pointers zonealloc never returned ---- */
+
+#define NOT_OURS "pointer not allocated by zonealloc (no zone or huge mapping owns it)"
+
+static void free_stack(void)
+{
+	char buf[64];
+	void *q = opaque_ptr(buf + 16);
+	EXPECT("zonealloc: free(%p): " NOT_OURS, q);
+	F(free)(q);
+}
+
+static char static_data[4096];
+
+static void free_static(void)
+{
+	void *q = opaque_ptr(static_data);
+	EXPECT("zonealloc: free(%p): " NOT_OURS, q);
+	F(free)(q);
+}
+
+static void free_mmap(void)
+{
+	void *q = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	q = opaque_ptr(q);
+	EXPECT("zonealloc: free(%p): " NOT_OURS, q);
+	F(free)(q);
+}
+
+/* The lookup never faults, whatever the address. */
+static void free_wild_low(void)
+{
+	void *q = opaque_ptr((void *)(uintptr_t)0x10);
+	EXPECT("zonealloc: free(%p): " NOT_OURS, q);
+	F(free)(q);
+}
+
+static void free_wild_high(void)
+{
+	void *q = opaque_ptr((void *)(uintptr_t)0xffff800000001000ull);
+	EXPECT("zonealloc: free(%p): " NOT_OURS, q);
+	F(free)(q);
+}
+
+/* Just past a huge mapping, in the region-table slot that it shares. */
+static void free_after_huge(void)
+{
+	char *p = F(malloc)(5 * MiB);
+	void *q = opaque_ptr(p + 5 * MiB + 4096);
+	EXPECT("zonealloc: free(%p): " NOT_OURS, q);
+	F(free)(q);
+}
+
+static void realloc_foreign(void)
+{
+	char buf[64];
+	void *q = opaque_ptr(buf);
+	EXPECT("zonealloc: realloc(%p): " NOT_OURS, q);
+	q = F(realloc)(q, 100);
+	F(free)(q);
+}
+
+static void usable_size_foreign(void)
+{
+	void *q = opaque_ptr(static_data + 64);
+	EXPECT("zonealloc: malloc_usable_size(%p): pointer not allocated by zonealloc", q);
+	size_t n = F(malloc_usable_size)(q);
+	printf("%zu\n", n);
+}
+
+/* ---- sized frees ---- */
+
+static void free_sized_larger(void)
+{
+	void *p = opaque_ptr(F(malloc)(100));
+	EXPECT("zonealloc: free_sized(%p, 113): size is larger than the allocation (112 usable bytes)",
+	       p);
+	F(free_sized)(p, opaque_size(113));
+}
+
+static void free_sized_larger_run(void)
+{
+	void *p = opaque_ptr(F(malloc)(100 * KiB));
+	EXPECT("zonealloc: free_sized(%p, 200000): size is larger than the allocation (102400 usable bytes)",
+	       p);
+	F(free_sized)(p, opaque_size(200000));
+}
+
+static void free_aligned_sized_misaligned(void)
+{
+	void *p = NULL;
+	for (int i = 0; i < 8; i++) {
+		live[i] = F(malloc)(100);   /* objects 112 bytes apart */
+		if ((uintptr_t)live[i] & 63)
+			p = live[i];
+	}
+	p = opaque_ptr(p);
+	EXPECT("zonealloc: free_aligned_sized(%p): pointer is not aligned to 64", p);
+	F(free_aligned_sized)(p, 64, 100);
+}
+
+static void free_page_block(void)
+{
+	void *p = opaque_ptr(za_alloc_pages(2, ZA_F_NONE, NULL));
+	EXPECT("zonealloc: free(%p): page block from za_alloc_pages freed with free: zone # pfn %lu is an allocated page block (order 2, # pages), expected order -1",
+	       p, pfn_of(p));
+	F(free)(p);
+}
+
+int main(void)
+{
+	expect = mmap(NULL, DEATH_EXPECT_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
+	if (expect == MAP_FAILED)
+		return 99;
+
+	/* Warm the heap up a little, as a program would have. */
+	void *warm[64];
+	for (int i = 0; i < 64; i++)
+		warm[i] = F(malloc)((size_t)i * 97);
+
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} cases[] = {
+		{ "slab double free", slab_double_free },
+		{ "slab double free 20 KiB", slab_double_free_big_class },
+		{ "slab double free remote", slab_double_free_remote },
+		{ "run double free", run_double_free },
+		{ "run double free merged", run_double_free_merged },
+		{ "huge double free", huge_double_free },
+		{ "slab interior", slab_interior },
+		{ "slab interior realloc", slab_interior_realloc },
+		{ "run interior page", run_interior_page },
+		{ "run interior first page", run_interior_first_page },
+		{ "huge interior", huge_interior },
+		{ "free stack", free_stack },
+		{ "free static", free_static },
+		{ "free mmap", free_mmap },
+		{ "free wild low", free_wild_low },
+		{ "free wild high", free_wild_high },
+		{ "free after huge", free_after_huge },
+		{ "realloc foreign", realloc_foreign },
+		{ "usable_size foreign", usable_size_foreign },
+		{ "free_sized larger", free_sized_larger },
+		{ "free_sized larger run", free_sized_larger_run },
+		{ "free_aligned_sized misaligned", free_aligned_sized_misaligned },
+		{ "free page block", free_page_block },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		run_death(cases[i].name, cases[i].fn);
+
+	for (int i = 0; i < 64; i++)
+		F(free)(warm[i]);
+	CHECK_HEAP();
+	return test_done(NAME);
+}
