@@ -192,7 +192,9 @@ uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order)
 static inline bool __buddy_is_free(const struct za_zone *zone, uint32_t buddy, unsigned order)
 {
 	const struct za_page *b = &zone->pages[buddy];
-	return b->state == ZA_PG_FREE && b->order == order;
+	/* Allocated buddies change state under other locks (per-thread caches);
+	 * FREE is only ever entered or left under this zone's lock. */
+	return __atomic_load_n(&b->state, __ATOMIC_RELAXED) == ZA_PG_FREE && b->order == order;
 }
 
 struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order,

@@ -49,7 +49,9 @@ static inline void pcp_push(struct za_pcp *pcp, struct za_zone *zone, uint32_t p
 			    unsigned order)
 {
 	struct za_page *page = &zone->pages[pfn];
-	page->state = ZA_PG_PCP;
+	/* The state byte changes here under the cache lock while a zone-lock
+	 * holder may read it as a buddy: an atomic byte store, never FREE. */
+	__atomic_store_n(&page->state, (uint8_t)ZA_PG_PCP, __ATOMIC_RELAXED);
 	page->order = (uint8_t)order;
 	page->prev = (uint32_t)zone->index;
 	page->pcp_next = pcp->list[order];
@@ -178,7 +180,7 @@ void *za_pcp_alloc(unsigned order, size_t budget)
 	struct za_zone *zone = pcp_page_zone(page);
 	page->pcp_next = NULL;
 	page->prev = ZA_PFN_NONE;
-	page->state = ZA_PG_BLOCK;
+	__atomic_store_n(&page->state, (uint8_t)ZA_PG_BLOCK, __ATOMIC_RELAXED);
 	pcp_unlock(pcp);
 	return za_page_addr(zone, (uint32_t)(page - zone->pages));
 }
@@ -188,8 +190,8 @@ bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 	struct za_pcp *pcp = pcp_self();
 	if (unlikely(!pcp))
 		return false;
-	zone->pages[pfn].flags &= (uint8_t)~ZA_PGF_FRESH;   /* used memory is not fresh */
 	pcp_lock(pcp);
+	zone->pages[pfn].flags &= (uint8_t)~ZA_PGF_FRESH;   /* used memory is not fresh */
 	pcp_push(pcp, zone, pfn, order);
 	if (unlikely(pcp->count[order] > pcp_high[order]))
 		__pcp_flush(pcp, order, pcp_high[order] / 2);
