@@ -40,15 +40,14 @@ enum za_page_state {
 	ZA_PG_PCP,        /* head of a block held by a per-thread cache */
 	ZA_PG_SLAB,       /* head of a slab (2^order pages) */
 	ZA_PG_SLAB_TAIL,  /* page of a slab; the head is `count` pages lower */
+	ZA_PG_RUN_CACHED, /* head of a freed exact run of `count` pages held by
+			   * a per-thread cache for reuse */
 	ZA_PG_STATE_COUNT
 };
 
 /* Page flags of an allocated block's head. */
 #define ZA_PGF_FRESH 0x01  /* every page was released when taken: reads as
 			    * zero if releasing zeroes (MADV_DONTNEED) */
-/* Flag of every page: its memory is resident (0 = released or never
- * touched, as a fresh page map reads). Only free pages may lack it. */
-#define ZA_PGF_RESIDENT 0x02
 /* Head of a free block the reclaimer took off its list to release it
  * (state ZA_PG_BLOCK until put back): its pages may be part released. */
 #define ZA_PGF_ISOLATED 0x04
@@ -101,6 +100,11 @@ struct za_region {
 struct za_zone {
 	struct za_region region;   /* first: the region table points here */
 	struct za_page *pages;     /* ZA_ZONE_PAGES entries */
+	/* A bit per page, set when its memory is resident; clear when it was
+	 * released or never touched (a fresh page map reads all clear). Only
+	 * free pages may be clear. Kept beside the page map, so counting the
+	 * released pages of a range is a few popcounts. */
+	uint64_t *resident;
 	int index;
 	_Atomic int active;        /* mapped and serving */
 	pthread_mutex_t lock;
@@ -134,6 +138,42 @@ static inline struct za_zone *za_zone_of(const void *addr)
 {
 	struct za_region *r = za_region_of(addr);
 	return (r && r->kind == ZA_REGION_ZONE) ? (struct za_zone *)r : NULL;
+}
+
+#define ZA_PAGE_MAP_BYTES \
+	((size_t)ZA_ZONE_PAGES * sizeof(struct za_page) + ZA_ZONE_PAGES / 8)
+
+static inline bool za_page_resident(const struct za_zone *zone, uint32_t pfn)
+{
+	return (zone->resident[pfn / 64] >> (pfn % 64)) & 1;
+}
+
+/* Released (clear) pages among [pfn, pfn + n). */
+static inline uint32_t za_count_released(const struct za_zone *zone, uint32_t pfn, uint32_t n)
+{
+	uint32_t resident = 0, end = pfn + n;
+	while (pfn < end) {
+		uint32_t bit = pfn % 64, len = 64 - bit < end - pfn ? 64 - bit : end - pfn;
+		uint64_t mask = len == 64 ? ~0ull : ((1ull << len) - 1) << bit;
+		resident += (uint32_t)__builtin_popcountll(zone->resident[pfn / 64] & mask);
+		pfn += len;
+	}
+	return n - resident;
+}
+
+/* Sets (resident) or clears (released) the bits of [pfn, pfn + n). */
+static inline void za_mark_resident(struct za_zone *zone, uint32_t pfn, uint32_t n, bool on)
+{
+	uint32_t end = pfn + n;
+	while (pfn < end) {
+		uint32_t bit = pfn % 64, len = 64 - bit < end - pfn ? 64 - bit : end - pfn;
+		uint64_t mask = len == 64 ? ~0ull : ((1ull << len) - 1) << bit;
+		if (on)
+			zone->resident[pfn / 64] |= mask;
+		else
+			zone->resident[pfn / 64] &= ~mask;
+		pfn += len;
+	}
 }
 
 static inline uint32_t za_pfn_of(const struct za_zone *zone, const void *addr)
@@ -250,6 +290,11 @@ void za_reclaim_stats_get(struct za_reclaim_stats *st);
 #define ZA_PCP_ORDERS 4   /* orders 0..3 are cached (kernel: costly order) */
 
 void *za_pcp_alloc(unsigned order, size_t budget);
+/* Freed exact runs are cached per thread by page count (up to 1 MiB), so a
+ * program that takes and frees the same medium size in a loop reuses the
+ * same warm run without a zone lock, a split or a merge. */
+void *za_pcp_run_alloc(uint32_t npages);
+bool za_pcp_run_free(struct za_zone *zone, uint32_t pfn, uint32_t npages);
 bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order);
 void za_pcp_drain_self(void);
 void za_pcp_drain_all(void);

@@ -41,6 +41,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			span = 1u << p->order;
 			break;
 		case ZA_PG_RUN:
+		case ZA_PG_RUN_CACHED:
 			if (p->count == 0 || p->count > ZA_MAX_BLOCK_PAGES)
 				FAIL(zi, pfn, -1, "exact run of %u pages", p->count);
 			span = p->count;
@@ -130,10 +131,9 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	 * structure, so blocks can be stepped through safely. */
 	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES;) {
 		const struct za_page *p = &pages[pfn];
-		uint32_t span = p->state == ZA_PG_RUN ? p->count : 1u << p->order;
-		uint32_t nonresident = 0;
-		for (uint32_t i = 0; i < span; i++)
-			nonresident += !(pages[pfn + i].flags & ZA_PGF_RESIDENT);
+		uint32_t span = p->state == ZA_PG_RUN || p->state == ZA_PG_RUN_CACHED
+					? p->count : 1u << p->order;
+		uint32_t nonresident = za_count_released(zone, pfn, span);
 		/* A block the reclaimer is releasing (no lock held) is neither
 		 * free nor in anyone's hands: any mix is fine. */
 		bool isolated = p->state == ZA_PG_BLOCK && (p->flags & ZA_PGF_ISOLATED);

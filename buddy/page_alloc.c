@@ -42,7 +42,7 @@ static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order
 
 	page->state = ZA_PG_FREE;
 	page->order = (uint8_t)order;
-	page->flags &= ZA_PGF_RESIDENT;
+	page->flags = 0;
 	page->count = released;
 	if (released < (1u << order)) {
 		page->freed_ms = freed_ms;
@@ -91,7 +91,7 @@ static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned o
 		zone->free_tail[order] = page->prev;
 	page->next = page->prev = ZA_PFN_NONE;
 	page->state = ZA_PG_TAIL;
-	page->flags &= ZA_PGF_RESIDENT;
+	page->flags = 0;
 	page->count = 0;
 	page->freed_ms = 0;
 	if (--zone->nr_free[order] == 0)
@@ -104,26 +104,22 @@ static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned o
 	return released;
 }
 
-/* Residency is kept per page (ZA_PGF_RESIDENT), so a free block that is
- * part resident, part released splits into halves with exact counts. */
+/* Residency is kept per page (the zone's resident bitmap), so a free block
+ * that is part resident, part released splits into halves with exact
+ * counts. */
 static inline void __mark_resident(struct za_zone *zone, uint32_t pfn, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		zone->pages[pfn + i].flags |= ZA_PGF_RESIDENT;
+	za_mark_resident(zone, pfn, n, true);
 }
 
 static inline void __mark_released(struct za_zone *zone, uint32_t pfn, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		zone->pages[pfn + i].flags &= (uint8_t)~ZA_PGF_RESIDENT;
+	za_mark_resident(zone, pfn, n, false);
 }
 
 static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn, uint32_t n)
 {
-	uint32_t c = 0;
-	for (uint32_t i = 0; i < n; i++)
-		c += !(zone->pages[pfn + i].flags & ZA_PGF_RESIDENT);
-	return c;
+	return za_count_released(zone, pfn, n);
 }
 
 /*
@@ -175,8 +171,7 @@ uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
 		uint32_t released = __expand(zone, pfn, order, found, __list_del(zone, pfn, found), age);
 		if (released)
 			__mark_resident(zone, pfn, 1u << order);
-		zone->pages[pfn].flags = (uint8_t)(ZA_PGF_RESIDENT |
-						   (released == (1u << order) ? ZA_PGF_FRESH : 0));
+		zone->pages[pfn].flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
 		zone->alloc_calls[order]++;
 		return pfn;
 	}
@@ -207,7 +202,7 @@ struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigne
 	 * it, one fault per decay time.) */
 	uint64_t age = released < (1u << order) ? za_now_ms_cheap() : UINT64_MAX;
 
-	zone->pages[pfn].flags &= ZA_PGF_RESIDENT;
+	zone->pages[pfn].flags = 0;
 	while (order < ZA_MAX_ORDER - 1) {
 		uint32_t buddy = pfn ^ (1u << order);
 		if (!__buddy_is_free(zone, buddy, order))
@@ -302,6 +297,7 @@ static const char *const state_names[ZA_PG_STATE_COUNT] = {
 	[ZA_PG_PCP] = "free in a per-thread cache (double free)",
 	[ZA_PG_SLAB] = "a slab",
 	[ZA_PG_SLAB_TAIL] = "inside a slab (not a block head)",
+	[ZA_PG_RUN_CACHED] = "a freed run in a per-thread cache (double free)",
 };
 
 /* For a page inside a block: the head of the block that covers it, found
@@ -411,17 +407,20 @@ void za_buddy_free_run(void *run, uint32_t npages)
 	struct za_page *head = &zone->pages[pfn];
 
 	if (unlikely(head->state != ZA_PG_RUN))
-		za_buddy_bad_free(run, "za_free_pages_exact", "not an allocated exact run",
+		za_buddy_bad_free(run, "za_free_pages_exact",
+				  head->state == ZA_PG_RUN_CACHED ? "double free" : "not an allocated exact run",
 				  zone, pfn, -1);
 	if (unlikely(npages && head->count != npages))
 		za_fatal("za_free_pages_exact(%p): run has %u pages, caller says %u: zone %d pfn %u",
 			 run, head->count, npages, zone->index, pfn);
 	npages = head->count;
+	if (za_pcp_run_free(zone, pfn, npages))
+		return;
 
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;
 	head->count = 0;
-	head->flags &= ZA_PGF_RESIDENT;
+	head->flags = 0;
 	__za_free_range(zone, pfn, pfn + npages, false);
 	pthread_mutex_unlock(&zone->lock);
 }

@@ -11,10 +11,15 @@
 
 #include <sched.h>
 
+#define RUN_SLOTS 8
+#define RUN_CACHE_PAGES 256   /* 1 MiB */
+
 struct za_pcp {
 	_Atomic int lock;
 	uint32_t count[ZA_PCP_ORDERS];
 	struct za_page *list[ZA_PCP_ORDERS];
+	struct za_page *runs[RUN_SLOTS];   /* oldest first */
+	uint32_t nruns, run_pages;
 	struct za_pcp *next, *prev;   /* all caches, under pcp_list_lock */
 };
 
@@ -104,10 +109,32 @@ static void __pcp_refill(struct za_pcp *pcp, unsigned order, size_t budget)
 	}
 }
 
+/* Gives the oldest cached run back to its zone (pcp lock held). */
+static void __pcp_run_evict(struct za_pcp *pcp)
+{
+	struct za_page *head = pcp->runs[0];
+	struct za_zone *zone = pcp_page_zone(head);
+	uint32_t pfn = (uint32_t)(head - zone->pages), n = head->count;
+
+	pcp->nruns--;
+	for (uint32_t i = 0; i < pcp->nruns; i++)
+		pcp->runs[i] = pcp->runs[i + 1];
+	pcp->run_pages -= n;
+	pthread_mutex_lock(&zone->lock);
+	head->state = ZA_PG_TAIL;
+	head->count = 0;
+	head->prev = ZA_PFN_NONE;
+	zone->free_calls[0]++;
+	__za_free_range(zone, pfn, pfn + n, false);
+	pthread_mutex_unlock(&zone->lock);
+}
+
 static void __pcp_flush_all(struct za_pcp *pcp)
 {
 	for (unsigned k = 0; k < ZA_PCP_ORDERS; k++)
 		__pcp_flush(pcp, k, pcp->count[k]);
+	while (pcp->nruns)
+		__pcp_run_evict(pcp);
 }
 
 static void pcp_unlink(struct za_pcp *pcp)
@@ -199,6 +226,50 @@ bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 	return true;
 }
 
+void *za_pcp_run_alloc(uint32_t npages)
+{
+	struct za_pcp *pcp = tls_pcp;
+	if (!pcp || !pcp->nruns)
+		return NULL;
+	pcp_lock(pcp);
+	for (uint32_t i = pcp->nruns; i-- > 0;) {
+		struct za_page *head = pcp->runs[i];
+		if (head->count != npages)
+			continue;
+		pcp->nruns--;
+		for (uint32_t j = i; j < pcp->nruns; j++)
+			pcp->runs[j] = pcp->runs[j + 1];
+		pcp->run_pages -= npages;
+		struct za_zone *zone = pcp_page_zone(head);
+		head->prev = ZA_PFN_NONE;
+		__atomic_store_n(&head->state, (uint8_t)ZA_PG_RUN, __ATOMIC_RELAXED);
+		pcp_unlock(pcp);
+		return za_page_addr(zone, (uint32_t)(head - zone->pages));
+	}
+	pcp_unlock(pcp);
+	return NULL;
+}
+
+bool za_pcp_run_free(struct za_zone *zone, uint32_t pfn, uint32_t npages)
+{
+	if (npages > RUN_CACHE_PAGES)
+		return false;
+	struct za_pcp *pcp = pcp_self();
+	if (unlikely(!pcp))
+		return false;
+	pcp_lock(pcp);
+	while (pcp->nruns == RUN_SLOTS || pcp->run_pages + npages > RUN_CACHE_PAGES)
+		__pcp_run_evict(pcp);
+	struct za_page *head = &zone->pages[pfn];
+	head->prev = (uint32_t)zone->index;
+	head->flags = 0;
+	__atomic_store_n(&head->state, (uint8_t)ZA_PG_RUN_CACHED, __ATOMIC_RELAXED);
+	pcp->runs[pcp->nruns++] = head;
+	pcp->run_pages += npages;
+	pcp_unlock(pcp);
+	return true;
+}
+
 void za_pcp_drain_self(void)
 {
 	struct za_pcp *pcp = tls_pcp;
@@ -230,9 +301,11 @@ size_t za_pcp_pages_cached(void)
 {
 	size_t pages = 0;
 	pthread_mutex_lock(&pcp_list_lock);
-	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next)
+	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next) {
 		for (unsigned k = 0; k < ZA_PCP_ORDERS; k++)
 			pages += (size_t)__atomic_load_n(&pcp->count[k], __ATOMIC_RELAXED) << k;
+		pages += __atomic_load_n(&pcp->run_pages, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&pcp_list_lock);
 	return pages;
 }

@@ -82,11 +82,12 @@ za_status za_zone_grow(unsigned order)
 	struct za_zone *zone = &za_zones[slot];
 	if (!zone->pages) {
 		void *map;
-		if (za_os_map((size_t)ZA_ZONE_PAGES * sizeof(struct za_page), &map)) {
+		if (za_os_map(ZA_PAGE_MAP_BYTES, &map)) {
 			st = ZA_ENOMEM_OS;
 			goto out;
 		}
 		zone->pages = map;
+		zone->resident = (uint64_t *)(zone->pages + ZA_ZONE_PAGES);
 		pthread_mutex_init(&zone->lock, NULL);
 		zone->index = slot;
 	}
@@ -152,7 +153,7 @@ bool za_zone_maybe_release(struct za_zone *zone)
 	pthread_mutex_unlock(&zone->lock);
 	if (base) {
 		/* Zeroes the page map for the slot's next life. */
-		za_os_decommit(zone->pages, (size_t)ZA_ZONE_PAGES * sizeof(struct za_page));
+		za_os_decommit(zone->pages, ZA_PAGE_MAP_BYTES);
 		za_zone_stats.unmapped++;
 	}
 out:

@@ -136,6 +136,31 @@ void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_s
 	return p;
 }
 
+void *za_policy_alloc_run(uint32_t npages, unsigned align_order, const struct za_policy *policy,
+			  za_status *status, bool *zero_ok)
+{
+	unsigned order = npages <= 1 ? 0 : 32u - (unsigned)__builtin_clz(npages - 1);
+	if (align_order == 0) {
+		/* Cached runs are only page aligned for sure. */
+		void *p = za_pcp_run_alloc(npages);
+		if (p) {
+			*status = ZA_OK;
+			*zero_ok = false;
+			/* A program served from its caches still ages the rest. */
+			za_policy_decay_tick();
+			return p;
+		}
+	}
+	if (align_order > order)
+		order = align_order;
+	void *p = za_policy_alloc_block(order, policy, status);
+	if (!p)
+		return NULL;
+	*zero_ok = za_buddy_block_fresh(p);
+	za_buddy_make_run(p, order, npages);
+	return p;
+}
+
 static const struct za_policy *const_default = &za_policy_default;
 static __thread const struct za_policy *tls_policy __attribute__((tls_model("initial-exec")));
 
@@ -202,14 +227,10 @@ ZA_EXPORT void *za_alloc_pages_exact(size_t npages, za_flags flags, za_status *s
 	if (npages > ZA_MAX_BLOCK_PAGES)
 		return page_alloc_fail(status, ZA_ENOMEM_TOO_LARGE);
 
-	unsigned order = npages <= 1 ? 0 : 32u - (unsigned)__builtin_clz((uint32_t)npages - 1);
-	void *p = za_policy_alloc_block(order, &policy, &st);
-	if (p) {
-		bool fresh = za_buddy_block_fresh(p);
-		za_buddy_make_run(p, order, (uint32_t)npages);
-		if (policy.zero && !fresh)
-			memset(p, 0, npages * ZA_PAGE_SIZE);
-	}
+	bool fresh;
+	void *p = za_policy_alloc_run((uint32_t)npages, 0, &policy, &st, &fresh);
+	if (p && policy.zero && !fresh)
+		memset(p, 0, npages * ZA_PAGE_SIZE);
 	if (status)
 		*status = st;
 	return p;

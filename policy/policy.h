@@ -36,6 +36,15 @@ za_status za_policy_from_flags(za_flags flags, struct za_policy *out);
  */
 void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_status *status);
 
+/*
+ * An exact run of npages pages aligned to 2^align_order pages: a run of
+ * that size this thread freed recently if there is one (no new memory), or
+ * a block through za_policy_alloc_block trimmed to the run. *zero_ok says
+ * whether the run is known to read as zero.
+ */
+void *za_policy_alloc_run(uint32_t npages, unsigned align_order, const struct za_policy *policy,
+			  za_status *status, bool *zero_ok);
+
 /* Counts an outcome in the stats, remembers it for za_last_status(), and
  * returns it. */
 za_status za_policy_outcome(za_status status, const struct za_policy *policy);

@@ -103,19 +103,15 @@ void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 		return huge_alloc(size, align, zero);
 
 	size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
-	unsigned order = order_for_pages(npages);
 	unsigned align_order = align > ZA_PAGE_SIZE ? order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
-	if (align_order > order)
-		order = align_order;
-	if (order >= ZA_MAX_ORDER)
+	if (order_for_pages(npages) >= ZA_MAX_ORDER || align_order >= ZA_MAX_ORDER)
 		return huge_alloc(size, align, zero);
 
 	za_status st;
-	void *p = za_policy_alloc_block(order, za_policy_current(), &st);
+	bool fresh;
+	void *p = za_policy_alloc_run((uint32_t)npages, align_order, za_policy_current(), &st, &fresh);
 	if (unlikely(!p))
 		return za_shim_nomem(ZA_OK);
-	bool fresh = zero && za_buddy_block_fresh(p);
-	za_buddy_make_run(p, order, (uint32_t)npages);
 	if (zero && !fresh)   /* released pages read as zero already */
 		memset(p, 0, npages << ZA_PAGE_SHIFT);
 	return p;
@@ -145,7 +141,8 @@ void za_shim_free_slow(void *p, const char *call)
 	uint32_t pfn = za_pfn_of(zone, p);
 	if (unlikely((uintptr_t)p & (ZA_PAGE_SIZE - 1)) || zone->pages[pfn].state != ZA_PG_RUN) {
 		const char *what = zone->pages[pfn].state == ZA_PG_FREE ||
-						   zone->pages[pfn].state == ZA_PG_PCP
+						   zone->pages[pfn].state == ZA_PG_PCP ||
+						   zone->pages[pfn].state == ZA_PG_RUN_CACHED
 					   ? "double free"
 				   : zone->pages[pfn].state == ZA_PG_BLOCK
 					   ? "page block from za_alloc_pages freed with free"

@@ -15,6 +15,7 @@
 /* Everything of a zone that a case may touch. */
 struct zone_copy {
 	struct za_page *pages;
+	uint64_t resident[ZA_ZONE_PAGES / 64];
 	uint32_t free_head[ZA_MAX_ORDER], free_tail[ZA_MAX_ORDER];
 	uint32_t nr_free[ZA_MAX_ORDER];
 	uint32_t free_mask, pages_free, pages_released;
@@ -26,6 +27,7 @@ static void corrupt_begin(struct za_zone *z)
 {
 	pthread_mutex_lock(&z->lock);
 	memcpy(saved.pages, z->pages, (size_t)ZA_ZONE_PAGES * sizeof(struct za_page));
+	memcpy(saved.resident, z->resident, sizeof saved.resident);
 	memcpy(saved.free_head, z->free_head, sizeof saved.free_head);
 	memcpy(saved.free_tail, z->free_tail, sizeof saved.free_tail);
 	memcpy(saved.nr_free, z->nr_free, sizeof saved.nr_free);
@@ -43,6 +45,7 @@ static void repair(struct za_zone *z)
 {
 	pthread_mutex_lock(&z->lock);
 	memcpy(z->pages, saved.pages, (size_t)ZA_ZONE_PAGES * sizeof(struct za_page));
+	memcpy(z->resident, saved.resident, sizeof saved.resident);
 	memcpy(z->free_head, saved.free_head, sizeof saved.free_head);
 	memcpy(z->free_tail, saved.free_tail, sizeof saved.free_tail);
 	memcpy(z->nr_free, saved.nr_free, sizeof saved.nr_free);
@@ -254,14 +257,14 @@ int main(void)
 	after_repair("pages_released", z);
 
 	corrupt_begin(z);
-	z->pages[A + 3].flags &= (uint8_t)~ZA_PGF_RESIDENT;
+	za_mark_resident(z, A + 3, 1, false);
 	corrupt_end(z);
 	expect("released page in a block", zi, A, 5, "allocated block has 1 released pages");
 	after_repair("released page in a block", z);
 
 	uint32_t nonres = 0;
 	for (uint32_t i = 0; i < 32; i++)
-		nonres += !(z->pages[B + i].flags & ZA_PGF_RESIDENT);
+		nonres += !za_page_resident(z, B + i);
 	CHECK(z->pages[B].count == nonres);
 	corrupt_begin(z);
 	z->pages[B].count = nonres ^ 1;   /* and the zone total agrees with it */
