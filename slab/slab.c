@@ -97,6 +97,8 @@ void za_slab_ring_remove(struct za_theap *heap, unsigned cls, struct za_slab *sl
 	}
 	slab->next = slab->prev = NULL;
 	heap->nslabs[cls]--;
+	if (slab->used == 0 && heap->nempty[cls])
+		za_slab_unkeep(heap, cls);
 	if (heap->cur[cls] == slab)
 		heap->cur[cls] = heap->ring[cls] ? heap->ring[cls] : &za_slab_empty;
 }
@@ -156,8 +158,11 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 	if (slab != &za_slab_empty && !slab_refill(slab, cls)) {
 		struct za_slab *s = slab->next;
 		for (int i = 0; i < 16 && s != slab; i++, s = s->next)
-			if (slab_refill(s, cls))
+			if (slab_refill(s, cls)) {
+				if (s->used == 0 && heap->nempty[cls])
+					za_slab_unkeep(heap, cls);   /* in use again */
 				break;
+			}
 		slab = s;
 		heap->cur[cls] = s;   /* the next search starts further on */
 	}
@@ -189,6 +194,15 @@ void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 	unsigned cls = za_slab_class(slab);
 	if (heap->cur[cls] == slab)
 		return;
+	/* Hysteresis: empty slabs, up to 256 KiB per thread, stay for the next
+	 * burst of allocations, so a program that fills and empties slabs in
+	 * waves doesn't take and return a block each time. */
+	uint32_t pages = 1u << za_classes[cls].order;
+	if (heap->empty_pages + pages <= ZA_SLAB_KEEP_EMPTY_PAGES) {
+		heap->nempty[cls]++;
+		heap->empty_pages += pages;
+		return;
+	}
 	za_slab_ring_remove(heap, cls, slab);
 	za_slab_release(slab);
 }
@@ -215,9 +229,9 @@ static bool list_holds(void *list, void *p, uint32_t limit)
 }
 
 /* The free mark was found: confirm against the lists before calling it a
- * double free (user data may hold the mark by chance). Only the owner may
- * walk the local list; anyone may walk the remote one. */
-void za_slab_double_free(struct za_slab *slab, void *p)
+ * double free (user data may hold the mark by chance), then free as usual.
+ * Only the owner may walk the local list; anyone may walk the remote one. */
+void za_slab_free_marked(struct za_slab *slab, void *p)
 {
 	bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == za_tls_heap;
 	uint32_t cap = slab->capacity;
@@ -227,4 +241,5 @@ void za_slab_double_free(struct za_slab *slab, void *p)
 		za_fatal("free(%p): double free of a %u-byte slab object (zone %u)", p,
 			 za_classes[za_slab_class(slab)].size, page->prev);
 	}
+	za_slab_free_unmarked(slab, p);
 }

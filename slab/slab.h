@@ -43,11 +43,23 @@ struct za_theap {
 	struct za_slab *cur[ZA_NCLASSES];
 	struct za_slab *ring[ZA_NCLASSES];
 	uint16_t nslabs[ZA_NCLASSES];
+	uint16_t nempty[ZA_NCLASSES];      /* empty slabs kept besides `cur` */
+	uint32_t empty_pages;              /* their pages, all classes */
 	struct za_theap *next, *prev;      /* all heaps, under za_heaps_lock */
 	bool is_empty_sentinel;
 };
 
 extern struct za_theap za_theap_empty;
+
+#define ZA_SLAB_KEEP_EMPTY_PAGES 64   /* 256 KiB of empty slabs per thread */
+
+/* One kept empty slab of class `cls` is no longer counted as kept. */
+static inline void za_slab_unkeep(struct za_theap *heap, unsigned cls)
+{
+	uint32_t pages = 1u << za_classes[cls].order;
+	heap->nempty[cls]--;
+	heap->empty_pages = heap->empty_pages > pages ? heap->empty_pages - pages : 0;
+}
 extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
 
 /* A freed object carries this mark (xor its address) in its second word:
@@ -72,7 +84,7 @@ static inline unsigned za_slab_class(struct za_slab *slab)
 ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
 ZA_NOINLINE void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab);
 ZA_NOINLINE void za_slab_free_remote(struct za_slab *slab, void *p);
-ZA_NOINLINE void za_slab_double_free(struct za_slab *slab, void *p);
+ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
 
 /* Fast path: a pop from the thread's current slab, ~8 instructions. */
 static inline void *za_slab_alloc(unsigned cls)
@@ -88,12 +100,9 @@ static inline void *za_slab_alloc(unsigned cls)
 	return p;
 }
 
-/* Fast path of free for an object already checked to be in `slab`. */
-static inline void za_slab_free(struct za_slab *slab, void *obj)
+/* The free after the double-free mark check (either path). */
+static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 {
-	void **p = obj;
-	if (unlikely((uintptr_t)p[1] == (za_slab_free_mark ^ (uintptr_t)p)))
-		za_slab_double_free(slab, p);
 	struct za_theap *heap = za_tls_heap;
 	if (unlikely(atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap)) {
 		za_slab_free_remote(slab, p);
@@ -104,6 +113,18 @@ static inline void za_slab_free(struct za_slab *slab, void *obj)
 	slab->free = p;
 	if (unlikely(--slab->used == 0))
 		za_slab_free_slow(heap, slab);
+}
+
+/* Fast path of free for an object already checked to be in `slab`: every
+ * slow case is a tail call, so the fast path saves no registers. */
+static inline void za_slab_free(struct za_slab *slab, void *obj)
+{
+	void **p = obj;
+	if (unlikely((uintptr_t)p[1] == (za_slab_free_mark ^ (uintptr_t)p))) {
+		za_slab_free_marked(slab, p);
+		return;
+	}
+	za_slab_free_unmarked(slab, p);
 }
 
 /* Thread heaps (slab/heap.c). */
