@@ -172,7 +172,8 @@ int main(int argc, char **argv)
 		case OPT_NO_FORK: o.fork_each = 0; break;
 		case 'l':
 			for (size_t i = 0; i < wl_count; i++)
-				printf("%-16s %s\n", wl_table[i].name, wl_table[i].what);
+				printf("%-16s %s%s\n", wl_table[i].name, wl_table[i].what,
+				       wl_table[i].flags & WL_SLOW ? " (slow: run by name)" : "");
 			return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -188,7 +189,8 @@ int main(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		if (strcmp(argv[i], "all") == 0) {
 			for (size_t k = 0; k < wl_count && n < 256; k++)
-				list[n++] = &wl_table[k];
+				if (!(wl_table[k].flags & WL_SLOW))
+					list[n++] = &wl_table[k];
 			continue;
 		}
 		const struct workload *w = wl_find(argv[i]);
@@ -201,7 +203,8 @@ int main(int argc, char **argv)
 	}
 	if (n == 0)
 		for (size_t k = 0; k < wl_count; k++)
-			list[n++] = &wl_table[k];
+			if (!(wl_table[k].flags & WL_SLOW))
+				list[n++] = &wl_table[k];
 
 	int fork_each = o.fork_each >= 0 ? o.fork_each : n * (size_t)o.repeat > 1;
 	int failed = 0;

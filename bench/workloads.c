@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/workloads.h"
@@ -564,8 +565,75 @@ const struct workload wl_table[] = {
 	  wl_frag, 0, 1, WL_NO_WARMUP, 500000, 125000 },
 	{ "calloc_large", "calloc of 128 KiB..4 MiB, a byte per page written, free",
 	  wl_calloc_large, 0, 1, 0, 4000, 400 },
+	{ "rss_cycle", "3 days: grow ~N KiB, free 90%, idle lightly 1.5 s; RSS at each peak and night",
+	  wl_rss_cycle, 0, 1, WL_NO_WARMUP | WL_SLOW, 262144, 65536 },
 };
 const size_t wl_count = sizeof wl_table / sizeof wl_table[0];
+
+/* ---- RSS over time: a server's daily cycle ---- */
+
+static void quiet_period(struct wl_rng *r, long ms)
+{
+	/* A quiet server still works a little: every 10 ms a few requests
+	 * allocate and free small and medium buffers. */
+	for (long t = 0; t < ms; t += 10) {
+		void *p[8];
+		for (int i = 0; i < 8; i++)
+			p[i] = xmalloc(i < 6 ? size_uniform(r, 16, 1024) : size_uniform(r, 16384, 131072),
+				       "cycle");
+		for (int i = 0; i < 8; i++)
+			free(p[i]);
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Three days of a server: each "day" grows a working set of ~`iters` KiB
+ * of mixed sizes (slabs, page runs, a few huge buffers), keeps a tenth of
+ * it overnight and frees the rest, then idles lightly for 1.5 s. RSS is
+ * read after each growth ("peak") and after each night ("release"). What
+ * the heap keeps after the night is what it hoards.
+ */
+uint64_t wl_rss_cycle(const struct wl_args *a)
+{
+	struct wl_rng r;
+	wl_rng_seed(&r, a->seed);
+	uint64_t ops = 0;
+	size_t target = (size_t)(a->iters > 1024 ? a->iters : 1024) << 10;
+	size_t cap = target / 64 + 1024;
+	char **obj = xmalloc(cap * sizeof *obj, "cycle");
+	static const char *const peak[] = { "day1-peak", "day2-peak", "day3-peak" };
+	static const char *const night[] = { "day1-release", "day2-release", "day3-release" };
+	phase(a, 0, "start");
+	for (unsigned day = 0; day < 3; day++) {
+		size_t n = 0, bytes = 0;
+		while (bytes < target && n < cap) {
+			uint64_t k = wl_rng_next(&r) % 100;
+			size_t len = k < 80 ? size_uniform(&r, 16, 2048)
+				     : k < 98 ? size_uniform(&r, 8192, 262144)
+				     : size_uniform(&r, 4u << 20, 12u << 20);
+			obj[n] = xmalloc(len, "cycle");
+			touch_ends(obj[n], len, (char)n);
+			for (size_t off = 4096; off < len; off += 4096)
+				obj[n][off] = 1;
+			bytes += len;
+			n++;
+			ops++;
+		}
+		phase(a, 1 + 2 * day, peak[day]);
+		for (size_t i = 0; i < n; i++)
+			if (i % 10)
+				free(obj[i]);
+		quiet_period(&r, 1500);
+		ops += 150 * 8;
+		phase(a, 2 + 2 * day, night[day]);
+		for (size_t i = 0; i < n; i += 10)
+			free(obj[i]);
+	}
+	free(obj);
+	return ops;
+}
 
 const struct workload *wl_find(const char *name)
 {

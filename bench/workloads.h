@@ -38,6 +38,7 @@ typedef uint64_t (*wl_fn)(const struct wl_args *args);
 
 #define WL_THREADED   0x1u   /* runs threads of its own */
 #define WL_NO_WARMUP  0x2u   /* a warm-up round would change what it reports */
+#define WL_SLOW       0x4u   /* takes seconds by design (idles): not in "all" */
 
 struct workload {
 	const char *name;
@@ -66,6 +67,7 @@ uint64_t wl_prodcons(const struct wl_args *a);
 uint64_t wl_larson(const struct wl_args *a);
 uint64_t wl_frag(const struct wl_args *a);
 uint64_t wl_calloc_large(const struct wl_args *a);
+uint64_t wl_rss_cycle(const struct wl_args *a);
 
 /* Resident set now (/proc/self/statm), and peak (VmHWM in
  * /proc/self/status), in KiB; -1 when /proc cannot be read. Neither
