@@ -201,8 +201,6 @@ void za_slab_release_empty(struct za_theap *heap)
 				}
 				slab = next;
 			}
-			while (heap->nempty[cls])
-				za_slab_unkeep(heap, cls);
 		}
 	}
 	release_abandoned_empty();

@@ -97,8 +97,7 @@ void za_slab_ring_remove(struct za_theap *heap, unsigned cls, struct za_slab *sl
 	}
 	slab->next = slab->prev = NULL;
 	heap->nslabs[cls]--;
-	if (slab->used == 0 && heap->nempty[cls])
-		za_slab_unkeep(heap, cls);
+	za_slab_unkeep(heap, slab);
 	if (heap->cur[cls] == slab)
 		heap->cur[cls] = heap->ring[cls] ? heap->ring[cls] : &za_slab_empty;
 }
@@ -119,6 +118,7 @@ static struct za_slab *slab_new(struct za_theap *heap, unsigned cls)
 	struct za_page *head = za_buddy_make_slab(block, ci->order);
 	head->owner_data = (uint8_t)cls;
 	head->prev = (uint32_t)za_zone_of(block)->index;
+	head->count = 0;   /* not kept */
 	struct za_slab *slab = za_page_slab(head);
 	slab->free = NULL;
 	atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
@@ -137,6 +137,7 @@ void za_slab_release(struct za_slab *slab)
 	struct za_page *page = za_slab_page(slab);
 	page->prev = ZA_PFN_NONE;
 	page->owner_data = 0;
+	page->count = 0;
 	za_buddy_free_slab(base);
 	atomic_fetch_add_explicit(&za_slab_counters.released, 1, memory_order_relaxed);
 }
@@ -159,8 +160,7 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 		struct za_slab *s = slab->next;
 		for (int i = 0; i < 16 && s != slab; i++, s = s->next)
 			if (slab_refill(s, cls)) {
-				if (s->used == 0 && heap->nempty[cls])
-					za_slab_unkeep(heap, cls);   /* in use again */
+				za_slab_unkeep(heap, s);   /* in use again */
 				break;
 			}
 		slab = s;
@@ -198,9 +198,8 @@ void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 	 * burst of allocations, so a program that fills and empties slabs in
 	 * waves doesn't take and return a block each time. */
 	uint32_t pages = 1u << za_classes[cls].order;
-	if (heap->empty_pages + pages <= ZA_SLAB_KEEP_EMPTY_PAGES) {
-		heap->nempty[cls]++;
-		heap->empty_pages += pages;
+	if (!za_slab_kept(slab) && heap->empty_pages + pages <= ZA_SLAB_KEEP_EMPTY_PAGES) {
+		za_slab_keep(heap, slab);
 		return;
 	}
 	za_slab_ring_remove(heap, cls, slab);

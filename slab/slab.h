@@ -43,8 +43,7 @@ struct za_theap {
 	struct za_slab *cur[ZA_NCLASSES];
 	struct za_slab *ring[ZA_NCLASSES];
 	uint16_t nslabs[ZA_NCLASSES];
-	uint16_t nempty[ZA_NCLASSES];      /* empty slabs kept besides `cur` */
-	uint32_t empty_pages;              /* their pages, all classes */
+	uint32_t empty_pages;              /* pages of kept empty slabs */
 	struct za_theap *next, *prev;      /* all heaps, under za_heaps_lock */
 	bool is_empty_sentinel;
 };
@@ -53,13 +52,6 @@ extern struct za_theap za_theap_empty;
 
 #define ZA_SLAB_KEEP_EMPTY_PAGES 64   /* 256 KiB of empty slabs per thread */
 
-/* One kept empty slab of class `cls` is no longer counted as kept. */
-static inline void za_slab_unkeep(struct za_theap *heap, unsigned cls)
-{
-	uint32_t pages = 1u << za_classes[cls].order;
-	heap->nempty[cls]--;
-	heap->empty_pages = heap->empty_pages > pages ? heap->empty_pages - pages : 0;
-}
 extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
 
 /* A freed object carries this mark (xor its address) in its second word:
@@ -79,6 +71,29 @@ static inline struct za_slab *za_page_slab(struct za_page *page)
 static inline unsigned za_slab_class(struct za_slab *slab)
 {
 	return za_slab_page(slab)->owner_data;
+}
+
+/* A slab kept empty for reuse is marked in its head page's `count` (the
+ * head's own count is not used by a slab otherwise); the heap counts the
+ * pages of its kept slabs against ZA_SLAB_KEEP_EMPTY_PAGES. */
+static inline bool za_slab_kept(struct za_slab *slab)
+{
+	return za_slab_page(slab)->count != 0;
+}
+
+static inline void za_slab_keep(struct za_theap *heap, struct za_slab *slab)
+{
+	za_slab_page(slab)->count = 1;
+	heap->empty_pages += 1u << za_slab_page(slab)->order;
+}
+
+/* The slab is in use again, or leaves the heap: no longer kept. */
+static inline void za_slab_unkeep(struct za_theap *heap, struct za_slab *slab)
+{
+	if (!za_slab_kept(slab))
+		return;
+	za_slab_page(slab)->count = 0;
+	heap->empty_pages -= 1u << za_slab_page(slab)->order;
 }
 
 ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
