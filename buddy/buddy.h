@@ -243,8 +243,8 @@ void za_buddy_free(void *block, unsigned order);
 void za_buddy_make_run(void *block, unsigned order, uint32_t npages);
 void za_buddy_free_run(void *run, uint32_t npages);
 /* Shrinks or grows a run in place; false (run unchanged) when the pages
- * after it are not free. */
-bool za_buddy_resize_run(void *run, uint32_t npages);
+ * after it are not free, or (unless into_released) not all resident. */
+bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released);
 /* Pages of the run at `run`, or 0 when it is not the head of a run. */
 size_t za_buddy_run_pages(const void *run);
 /* Turns an allocated block into ZA_PG_SLAB (tails point to the head). */

@@ -515,7 +515,7 @@ static bool __claim_range(struct za_zone *zone, uint32_t pfn, uint32_t end)
 	return true;
 }
 
-bool za_buddy_resize_run(void *run, uint32_t npages)
+bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released)
 {
 	uint32_t pfn;
 	struct za_zone *zone = checked_zone(run, "realloc", &pfn);
@@ -533,7 +533,12 @@ bool za_buddy_resize_run(void *run, uint32_t npages)
 	if (npages < old)
 		__za_free_range(zone, pfn + npages, pfn + old, false);
 	else if (npages > old)
-		ok = __claim_range(zone, pfn + old, pfn + npages);
+		/* Into released pages only if the caller says so: growing into
+		 * them faults in fresh memory while warm free blocks may sit
+		 * elsewhere (a vector doubling in place would walk the whole
+		 * zone into RSS), and a move takes resident memory first. */
+		ok = (into_released || za_count_released(zone, pfn + old, npages - old) == 0) &&
+		     __claim_range(zone, pfn + old, pfn + npages);
 	if (ok) {
 		head->count = npages;
 		head->order = (uint8_t)order_for_pages(npages);

@@ -152,7 +152,7 @@ void fuzz_one(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(fuzz_verify(live[i].p, live[i].pages * ZA_PAGE_SIZE, live[i].tag),
 				    "run %p lost its contents", (void *)live[i].p);
 			uint8_t *p = live[i].p;
-			if (za_buddy_resize_run(p, n)) {
+			if (za_buddy_resize_run(p, n, op & 0x10)) {
 				live[i] = live[--nlive];
 				shadow_add(p, n, -1);
 			}

@@ -249,9 +249,12 @@ void *za_shim_realloc(void *p, size_t size)
 		/* Growing in place may commit released pages after the run:
 		 * only while the limit has room for all of them (otherwise the
 		 * move goes through the policy's slow path). */
-		bool fits = npages <= pages ||
-			    za_policy_budget(za_policy_current()) >= npages - pages;
-		if (npages == pages || (fits && za_buddy_resize_run(p, (uint32_t)npages)))
+		size_t budget = za_policy_budget(za_policy_current());
+		bool fits = npages <= pages || budget >= npages - pages;
+		/* Under a limit, growing in place (even into released pages)
+		 * spares holding two copies; without one, warm memory first. */
+		if (npages == pages ||
+		    (fits && za_buddy_resize_run(p, (uint32_t)npages, budget != SIZE_MAX)))
 			return p;
 	}
 	return realloc_move(p, usable, size);
