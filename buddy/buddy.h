@@ -176,6 +176,12 @@ static inline void za_mark_resident(struct za_zone *zone, uint32_t pfn, uint32_t
 	}
 }
 
+/* The order of the smallest block holding npages pages (npages >= 1). */
+static inline unsigned za_order_for_pages(size_t npages)
+{
+	return npages <= 1 ? 0 : 64u - (unsigned)__builtin_clzll(npages - 1);
+}
+
 static inline uint32_t za_pfn_of(const struct za_zone *zone, const void *addr)
 {
 	return (uint32_t)(((uintptr_t)addr - zone->region.base) >> ZA_PAGE_SHIFT);

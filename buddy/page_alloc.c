@@ -377,10 +377,6 @@ void za_buddy_free(void *block, unsigned order)
 	zone_free(zone, pfn, order);
 }
 
-static unsigned order_for_pages(uint32_t npages)
-{
-	return npages <= 1 ? 0 : 32u - (unsigned)__builtin_clz(npages - 1);
-}
 
 void za_buddy_make_run(void *block, unsigned order, uint32_t npages)
 {
@@ -393,7 +389,7 @@ void za_buddy_make_run(void *block, unsigned order, uint32_t npages)
 	/* The tail of a block that was never touched goes back untouched. */
 	bool fresh = head->flags & ZA_PGF_FRESH;
 	head->state = ZA_PG_RUN;
-	head->order = (uint8_t)order_for_pages(npages);
+	head->order = (uint8_t)za_order_for_pages(npages);
 	head->count = npages;
 	if (pfn + npages < end)
 		__za_free_range(zone, pfn + npages, end, fresh);
@@ -541,7 +537,7 @@ bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released)
 		     __claim_range(zone, pfn + old, pfn + npages);
 	if (ok) {
 		head->count = npages;
-		head->order = (uint8_t)order_for_pages(npages);
+		head->order = (uint8_t)za_order_for_pages(npages);
 	}
 	pthread_mutex_unlock(&zone->lock);
 	return ok;

@@ -124,7 +124,6 @@ static void __pcp_run_evict(struct za_pcp *pcp)
 	head->state = ZA_PG_TAIL;
 	head->count = 0;
 	head->prev = ZA_PFN_NONE;
-	zone->free_calls[0]++;
 	__za_free_range(zone, pfn, pfn + n, false);
 	pthread_mutex_unlock(&zone->lock);
 }

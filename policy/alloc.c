@@ -139,7 +139,7 @@ void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_s
 void *za_policy_alloc_run(uint32_t npages, unsigned align_order, const struct za_policy *policy,
 			  za_status *status, bool *zero_ok)
 {
-	unsigned order = npages <= 1 ? 0 : 32u - (unsigned)__builtin_clz(npages - 1);
+	unsigned order = za_order_for_pages(npages);
 	if (align_order == 0) {
 		/* Cached runs are only page aligned for sure. */
 		void *p = za_pcp_run_alloc(npages);

@@ -22,11 +22,6 @@ void *za_shim_nomem(za_status status)
 	return NULL;
 }
 
-static unsigned order_for_pages(size_t npages)
-{
-	return npages <= 1 ? 0 : 64u - (unsigned)__builtin_clzll(npages - 1);
-}
-
 static void *huge_alloc(size_t size, size_t align, bool zero)
 {
 	(void)zero;   /* fresh mappings are zero */
@@ -103,8 +98,8 @@ void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 		return huge_alloc(size, align, zero);
 
 	size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
-	unsigned align_order = align > ZA_PAGE_SIZE ? order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
-	if (order_for_pages(npages) >= ZA_MAX_ORDER || align_order >= ZA_MAX_ORDER)
+	unsigned align_order = align > ZA_PAGE_SIZE ? za_order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
+	if (za_order_for_pages(npages) >= ZA_MAX_ORDER || align_order >= ZA_MAX_ORDER)
 		return huge_alloc(size, align, zero);
 
 	za_status st;

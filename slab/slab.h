@@ -167,7 +167,6 @@ struct za_slab_stats {
 	uint64_t slabs_abandoned, slabs_adopted;
 	uint64_t remote_frees;
 	uint64_t heaps_live, heaps_created;
-	uint64_t bytes_in_slabs;
 };
 void za_slab_stats_get(struct za_slab_stats *st);
 
