@@ -248,6 +248,9 @@ void za_buddy_free(void *block, unsigned order);
 /* Shortens a block just taken with za_buddy_alloc to an exact run. */
 void za_buddy_make_run(void *block, unsigned order, uint32_t npages);
 void za_buddy_free_run(void *run, uint32_t npages);
+/* Gives a run whose head the caller found in state ZA_PG_RUN back to its
+ * zone, past the per-thread cache. */
+void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn);
 /* Shrinks or grows a run in place; false (run unchanged) when the pages
  * after it are not free, or (unless into_released) not all resident. */
 bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released);
@@ -295,12 +298,10 @@ void za_reclaim_stats_get(struct za_reclaim_stats *st);
 
 #define ZA_PCP_ORDERS 4   /* orders 0..3 are cached (kernel: costly order) */
 
+/* Freed exact runs are cached per thread too (up to 1 MiB; buddy/pcp.h),
+ * so a program that takes and frees the same medium size in a loop reuses
+ * the same warm run without a zone lock, a split or a merge. */
 void *za_pcp_alloc(unsigned order, size_t budget);
-/* Freed exact runs are cached per thread by page count (up to 1 MiB), so a
- * program that takes and frees the same medium size in a loop reuses the
- * same warm run without a zone lock, a split or a merge. */
-void *za_pcp_run_alloc(uint32_t npages);
-bool za_pcp_run_free(struct za_zone *zone, uint32_t pfn, uint32_t npages);
 bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order);
 void za_pcp_drain_self(void);
 void za_pcp_drain_all(void);

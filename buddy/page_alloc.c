@@ -11,7 +11,7 @@
  * the other way: an order-3 block at pfn 8 serving an order-1 request keeps
  * pages 8..9 and returns 12..15 (order 2) and 10..11 (order 1) to the lists.
  */
-#include "buddy/buddy.h"
+#include "buddy/pcp.h"
 
 /* ---- free lists (zone lock held) ---- */
 
@@ -409,9 +409,14 @@ void za_buddy_free_run(void *run, uint32_t npages)
 	if (unlikely(npages && head->count != npages))
 		za_fatal("za_free_pages_exact(%p): run has %u pages, caller says %u: zone %d pfn %u",
 			 run, head->count, npages, zone->index, pfn);
-	npages = head->count;
-	if (za_pcp_run_free(zone, pfn, npages))
-		return;
+	if (!za_pcp_run_free(head, run, head->count))
+		za_buddy_run_to_zone(zone, pfn);
+}
+
+void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn)
+{
+	struct za_page *head = &zone->pages[pfn];
+	uint32_t npages = head->count;
 
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;

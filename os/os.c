@@ -6,7 +6,9 @@
 #include "os/os.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int za_os_map(size_t size, void **out)
@@ -66,6 +68,22 @@ int za_os_lazy_free(void *addr, size_t size)
 {
 	int saved = errno;
 	int err = madvise(addr, size, MADV_FREE) ? errno : 0;
+	errno = saved;
+	return err;
+}
+
+int za_os_membarrier_register(void)
+{
+	int saved = errno;
+	int err = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) ? errno : 0;
+	errno = saved;
+	return err;
+}
+
+int za_os_membarrier(void)
+{
+	int saved = errno;
+	int err = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) ? errno : 0;
 	errno = saved;
 	return err;
 }

@@ -1,6 +1,6 @@
 /*
- * The operating system, as zonealloc sees it: every mmap, munmap, madvise
- * and write(2) of the heap goes through this header (os/os.c, os/report.c).
+ * The operating system, as zonealloc sees it: every mmap, munmap, madvise,
+ * membarrier and write(2) of the heap goes through this header (os/os.c, os/report.c).
  * Calls return 0 or an errno value and never touch the caller's errno.
  */
 #ifndef ZA_OS_H
@@ -27,6 +27,12 @@ int za_os_decommit(void *addr, size_t size);
 /* Lets the kernel take the pages when it needs them (MADV_FREE); until
  * then they keep their contents. */
 int za_os_lazy_free(void *addr, size_t size);
+
+/* membarrier(2), private expedited: once registered, za_os_membarrier
+ * makes every other running thread of the process execute a full memory
+ * barrier before it returns. */
+int za_os_membarrier_register(void);
+int za_os_membarrier(void);
 
 /* write(2) the whole buffer, retrying short writes and EINTR. */
 void za_os_write(int fd, const char *buf, size_t len);

@@ -136,17 +136,18 @@ void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_s
 	return p;
 }
 
-void *za_policy_alloc_run(uint32_t npages, unsigned align_order, const struct za_policy *policy,
-			  za_status *status, bool *zero_ok)
+void *za_policy_alloc_run_slow(uint32_t npages, unsigned align_order,
+			       const struct za_policy *policy, za_status *status, bool *zero_ok)
 {
+	if (!policy)
+		policy = za_policy_current();
 	unsigned order = za_order_for_pages(npages);
 	if (align_order == 0) {
-		/* Cached runs are only page aligned for sure. */
-		void *p = za_pcp_run_alloc(npages);
+		/* The newest cached run did not fit: any other of the size. */
+		void *p = za_pcp_run_alloc_scan(npages);
 		if (p) {
 			*status = ZA_OK;
 			*zero_ok = false;
-			/* A program served from its caches still ages the rest. */
 			za_policy_decay_tick();
 			return p;
 		}

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 
+#include "buddy/pcp.h"
 #include "zonealloc.h"
 
 struct za_policy {
@@ -36,14 +37,42 @@ za_status za_policy_from_flags(za_flags flags, struct za_policy *out);
  */
 void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_status *status);
 
+/* Periodic decay from the allocation path: a countdown, and a look at the
+ * clock every 32 allocations that reach the buddy core or its caches. */
+extern __thread unsigned za_decay_countdown __attribute__((tls_model("initial-exec")));
+void za_policy_decay_due(void);
+static inline void za_policy_decay_tick(void)
+{
+	if (likely(za_decay_countdown--))
+		return;
+	za_policy_decay_due();
+}
+
+void *za_policy_alloc_run_slow(uint32_t npages, unsigned align_order,
+			       const struct za_policy *policy, za_status *status, bool *zero_ok);
+
 /*
  * An exact run of npages pages aligned to 2^align_order pages: a run of
  * that size this thread freed recently if there is one (no new memory), or
  * a block through za_policy_alloc_block trimmed to the run. *zero_ok says
- * whether the run is known to read as zero.
+ * whether the run is known to read as zero. A NULL policy is the thread's
+ * current one (za_policy_current), looked up only when the cache misses.
  */
-void *za_policy_alloc_run(uint32_t npages, unsigned align_order, const struct za_policy *policy,
-			  za_status *status, bool *zero_ok);
+static inline void *za_policy_alloc_run(uint32_t npages, unsigned align_order,
+					const struct za_policy *policy, za_status *status,
+					bool *zero_ok)
+{
+	if (likely(align_order == 0)) {   /* cached runs are only page aligned for sure */
+		void *p = za_pcp_run_alloc(npages);
+		if (likely(p)) {
+			*status = ZA_OK;
+			*zero_ok = false;
+			za_policy_decay_tick();   /* served from caches, the rest still ages */
+			return p;
+		}
+	}
+	return za_policy_alloc_run_slow(npages, align_order, policy, status, zero_ok);
+}
 
 /* Counts an outcome in the stats, remembers it for za_last_status(), and
  * returns it. */
@@ -85,8 +114,6 @@ void za_policy_uncharge(size_t pages);
 /* ---- reclaim (policy/reclaim.c) ---- */
 void za_policy_set_decay_ms(uint64_t ms);
 uint64_t za_policy_decay_ms(void);
-/* Periodic decay from the allocation path: cheap unless due. */
-void za_policy_decay_tick(void);
 /* Releases everything that can be released now; returns bytes. */
 size_t za_policy_reclaim_all(void);
 /* Releases retained pages until `want` pages are released or nothing is

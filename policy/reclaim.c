@@ -14,7 +14,7 @@ static _Atomic uint64_t decay_ms = 1000;
 static _Atomic uint64_t next_decay_ms;
 static _Atomic uint64_t st_decay_passes, st_direct_pages;
 static za_drain_fn drain_hooks[DRAIN_HOOKS];
-static __thread unsigned decay_countdown __attribute__((tls_model("initial-exec")));
+__thread unsigned za_decay_countdown __attribute__((tls_model("initial-exec")));
 
 void za_policy_set_decay_ms(uint64_t ms)
 {
@@ -46,13 +46,9 @@ static void decay_run(void)
 	atomic_fetch_add_explicit(&st_decay_passes, 1, memory_order_relaxed);
 }
 
-void za_policy_decay_tick(void)
+void za_policy_decay_due(void)
 {
-	/* Reading the clock costs little, but not nothing: look every 32
-	 * allocations that reach the buddy core. */
-	if (likely(decay_countdown--))
-		return;
-	decay_countdown = 32;
+	za_decay_countdown = 32;
 	uint64_t now = za_now_ms(), due = atomic_load_explicit(&next_decay_ms, memory_order_relaxed);
 	if (now < due)
 		return;

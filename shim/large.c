@@ -94,17 +94,15 @@ void za_huge_reset_child(void)
 
 void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 {
-	if (size > ZA_RUN_MAX || align > ZA_RUN_MAX)
+	/* Within ZA_RUN_MAX, both orders are below ZA_MAX_ORDER. */
+	if (unlikely(size > ZA_RUN_MAX || align > ZA_RUN_MAX))
 		return huge_alloc(size, align, zero);
 
 	size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 	unsigned align_order = align > ZA_PAGE_SIZE ? za_order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
-	if (za_order_for_pages(npages) >= ZA_MAX_ORDER || align_order >= ZA_MAX_ORDER)
-		return huge_alloc(size, align, zero);
-
 	za_status st;
 	bool fresh;
-	void *p = za_policy_alloc_run((uint32_t)npages, align_order, za_policy_current(), &st, &fresh);
+	void *p = za_policy_alloc_run((uint32_t)npages, align_order, NULL, &st, &fresh);
 	if (unlikely(!p))
 		return za_shim_nomem(ZA_OK);
 	if (zero && !fresh)   /* released pages read as zero already */
@@ -163,10 +161,20 @@ size_t za_shim_usable_size(const void *p, const char *call)
 	return pages << ZA_PAGE_SHIFT;
 }
 
-/* Moves an allocation: the old one stays intact if the new one fails. */
+/*
+ * Moves an allocation: the old one stays intact if the new one fails. A
+ * move to grow takes at least a quarter more than the old size (tcmalloc's
+ * rule), so a buffer grown by small appends is copied O(log n) times rather
+ * than once per size class it passes; malloc_usable_size reports the room.
+ * Under a limit, where memory is counted, a move takes what was asked.
+ */
 static void *realloc_move(void *p, size_t old_usable, size_t size)
 {
-	void *q = za_shim_malloc(size);
+	size_t want = size;
+	if (size > old_usable && size < old_usable + old_usable / 4 &&
+	    za_policy_budget(za_policy_current()) == SIZE_MAX)
+		want = old_usable + old_usable / 4;
+	void *q = za_shim_malloc(want);
 	if (!q)
 		return NULL;
 	memcpy(q, p, old_usable < size ? old_usable : size);

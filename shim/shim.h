@@ -14,7 +14,7 @@
 
 #include <errno.h>
 
-#include "buddy/buddy.h"
+#include "buddy/pcp.h"
 #include "slab/slab.h"
 
 #define ZA_RUN_MAX ((size_t)ZA_MAX_BLOCK_PAGES << ZA_PAGE_SHIFT)
@@ -52,17 +52,13 @@ static inline void *za_shim_malloc(size_t size)
 }
 
 /*
- * If `p` is a slab object, returns its slab and checks that p is the
- * start of an object; NULL when p is not in a slab (a run, a huge mapping,
- * or not ours). Two loads to the page map entry.
+ * If `p`, whose page is `pfn` with entry `page` in `zone`, is in a slab,
+ * returns its slab and checks that p is the start of an object; NULL when
+ * the page is not a slab's.
  */
-static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
+static inline struct za_slab *za_shim_slab_at(struct za_zone *zone, struct za_page *page,
+					      uint32_t pfn, void *p, const char *call)
 {
-	struct za_zone *zone = za_zone_of(p);
-	if (unlikely(!zone))
-		return NULL;
-	uint32_t pfn = za_pfn_of(zone, p);
-	struct za_page *page = &zone->pages[pfn];
 	if (page->state == ZA_PG_SLAB_TAIL) {
 		pfn -= page->count;
 		page -= page->count;
@@ -77,14 +73,37 @@ static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
 	return za_page_slab(page);
 }
 
+/* The slab of a slab object p (checked as above); NULL when p is not in a
+ * slab (a run, a huge mapping, or not ours). Two loads to the page map. */
+static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
+{
+	struct za_zone *zone = za_zone_of(p);
+	if (unlikely(!zone))
+		return NULL;
+	uint32_t pfn = za_pfn_of(zone, p);
+	return za_shim_slab_at(zone, &zone->pages[pfn], pfn, p, call);
+}
+
+/* free: slab objects and runs inline (a run goes to this thread's run
+ * cache); huge mappings, foreign pointers and misuse one call away. */
 static inline void za_shim_free(void *p)
 {
 	if (unlikely(!p))
 		return;
-	struct za_slab *slab = za_shim_slab_of(p, "free");
-	if (likely(slab)) {
-		za_slab_free(slab, p);
-		return;
+	struct za_zone *zone = za_zone_of(p);
+	if (likely(zone)) {
+		uint32_t pfn = za_pfn_of(zone, p);
+		struct za_page *page = &zone->pages[pfn];
+		struct za_slab *slab = za_shim_slab_at(zone, page, pfn, p, "free");
+		if (likely(slab)) {
+			za_slab_free(slab, p);
+			return;
+		}
+		if (likely(page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)))) {
+			if (!za_pcp_run_free(page, p, page->count))
+				za_buddy_run_to_zone(zone, pfn);
+			return;
+		}
 	}
 	za_shim_free_slow(p, "free");
 }

@@ -2,13 +2,17 @@
  * Threads allocating and freeing pages at orders 0..6 and exact runs, with
  * cross-thread frees: each thread hands some of its blocks through a
  * mutex-protected inbox to the next thread, which verifies and frees them.
- * The main thread runs za_buddy_check concurrently. At the end every cache
- * is drained and the zones must be whole again.
+ * The main thread runs za_buddy_check concurrently, and the workers drain
+ * each other's caches: both steal a cache from its owner. At the end every
+ * cache is drained and the zones must be whole again. It all runs twice:
+ * with the thieves fencing for the owners (membarrier, where the kernel
+ * lets us) and with the owners fencing themselves.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 
-#include "buddy/buddy.h"
+#include "buddy/pcp.h"
 #include "tests/buddy_test.h"
 #include "tests/check.h"
 
@@ -172,8 +176,9 @@ static void *worker_main(void *arg)
 	return NULL;   /* the thread's page cache is drained as it exits */
 }
 
-int main(void)
+static void run_round(const char *mode)
 {
+	memset(workers, 0, sizeof workers);
 	pthread_barrier_init(&all_sent, NULL, NTHREADS);
 	atomic_store(&workers_running, NTHREADS);
 	for (unsigned i = 0; i < NTHREADS; i++)
@@ -184,7 +189,7 @@ int main(void)
 		int rc = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 		CHECK(rc == 0);
 		if (rc)
-			return test_done("buddy_threads");
+			exit(test_done("buddy_threads"));
 	}
 
 	/* The checker takes every cache and zone lock: it must find the
@@ -214,8 +219,8 @@ int main(void)
 	}
 	CHECK_MSG(allocs == frees, "%lu allocations, %lu frees", allocs, frees);
 	CHECK_MSG(remote == sent && remote > 0, "%lu sent, %lu freed remotely", sent, remote);
-	printf("%lu blocks, %lu freed by another thread, %u concurrent checks\n", allocs, remote,
-	       checks);
+	printf("%s: %lu blocks, %lu freed by another thread, %u concurrent checks\n", mode, allocs,
+	       remote, checks);
 
 	za_drain_caches();
 	CHECK_HEAP();
@@ -233,5 +238,14 @@ int main(void)
 	CHECK(first_uncoalesced_zone() < 0);
 	CHECK(s.enomem[ZA_ENOMEM_OS] == 0 && s.enomem[ZA_ENOMEM_FRAGMENTED] == 0);
 	pthread_barrier_destroy(&all_sent);
+}
+
+int main(void)
+{
+	run_round("first");
+	printf("caches were stolen with %s\n",
+	       atomic_load(&za_pcp_asym) ? "membarrier" : "fences (no membarrier here)");
+	atomic_store(&za_pcp_asym, false);
+	run_round("owners fencing");
 	return test_done("buddy_threads");
 }
