@@ -162,19 +162,30 @@ size_t za_shim_usable_size(const void *p, const char *call)
 }
 
 /*
+ * realloc beyond a slab object's class moves it, and a buffer grown by
+ * small appends would be copied once per class it passes. Past
+ * REALLOC_RUN_MIN it moves into an exact page run instead, which later
+ * growth extends in place over the free pages after it (as glibc extends
+ * its top chunk) and shrinking trims in place.
+ */
+#define REALLOC_RUN_MIN (2 * ZA_PAGE_SIZE)
+
+/*
  * Moves an allocation: the old one stays intact if the new one fails. A
  * move to grow takes at least a quarter more than the old size (tcmalloc's
- * rule), so a buffer grown by small appends is copied O(log n) times rather
- * than once per size class it passes; malloc_usable_size reports the room.
- * Under a limit, where memory is counted, a move takes what was asked.
+ * rule), so growth that cannot stay in place moves O(log n) times;
+ * malloc_usable_size reports the room. Under a limit, where memory is
+ * counted, a move takes what was asked.
  */
 static void *realloc_move(void *p, size_t old_usable, size_t size)
 {
 	size_t want = size;
-	if (size > old_usable && size < old_usable + old_usable / 4 &&
+	bool grow = size > old_usable;
+	if (grow && size < old_usable + old_usable / 4 &&
 	    za_policy_budget(za_policy_current()) == SIZE_MAX)
 		want = old_usable + old_usable / 4;
-	void *q = za_shim_malloc(want);
+	void *q = grow && want > REALLOC_RUN_MIN ? za_shim_malloc_large(want, 0, false)
+						 : za_shim_malloc(want);
 	if (!q)
 		return NULL;
 	memcpy(q, p, old_usable < size ? old_usable : size);
@@ -216,6 +227,27 @@ static void *huge_resize(struct za_huge *h, size_t size)
 	return base;
 }
 
+/* realloc of an exact run: in place when the page count stays, or when the
+ * run can shrink or grow where it is. */
+static void *realloc_run(void *p, uint32_t pages, size_t size)
+{
+	if (size > REALLOC_RUN_MIN && size <= ZA_RUN_MAX) {
+		size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+		if (npages == pages)
+			return p;
+		/* Growing in place may commit released pages after the run:
+		 * only while the limit has room for all of them (otherwise the
+		 * move goes through the policy's slow path). */
+		size_t budget = za_policy_budget(za_policy_current());
+		bool fits = npages <= pages || budget >= npages - pages;
+		/* Under a limit, growing in place (even into released pages)
+		 * spares holding two copies; without one, warm memory first. */
+		if (fits && za_buddy_resize_run(p, (uint32_t)npages, budget != SIZE_MAX))
+			return p;
+	}
+	return realloc_move(p, (size_t)pages << ZA_PAGE_SHIFT, size);
+}
+
 void *za_shim_realloc(void *p, size_t size)
 {
 	if (!p)
@@ -225,42 +257,35 @@ void *za_shim_realloc(void *p, size_t size)
 		za_shim_free(p);
 		return NULL;
 	}
-	struct za_slab *slab = za_shim_slab_of(p, "realloc");
-	if (slab) {
-		size_t usable = za_classes[za_slab_class(slab)].size;
-		/* In place while the object is no more than half empty. */
-		if (size <= usable && (size > usable / 2 || usable <= 16))
-			return p;
-		return realloc_move(p, usable, size);
-	}
-	struct za_region *r = za_region_of(p);
-	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
-		struct za_huge *h = (struct za_huge *)r;
-		if (size > ZA_RUN_MAX) {
-			void *q = huge_resize(h, size);
-			if (q)
-				return q;
+	struct za_zone *zone = za_zone_of(p);
+	if (likely(zone)) {
+		uint32_t pfn = za_pfn_of(zone, p);
+		struct za_page *page = &zone->pages[pfn];
+		struct za_slab *slab = za_shim_slab_at(zone, page, pfn, p, "realloc");
+		if (slab) {
+			size_t usable = za_classes[za_slab_class(slab)].size;
+			/* In place while the object is no more than half empty. */
+			if (size <= usable && (size > usable / 2 || usable <= 16))
+				return p;
+			return realloc_move(p, usable, size);
 		}
-		return realloc_move(p, h->usable, size);
+		if (page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)))
+			return realloc_run(p, page->count, size);
+	} else {
+		struct za_region *r = za_region_of(p);
+		if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
+			struct za_huge *h = (struct za_huge *)r;
+			if (size > ZA_RUN_MAX) {
+				void *q = huge_resize(h, size);
+				if (q)
+					return q;
+			}
+			return realloc_move(p, h->usable, size);
+		}
 	}
-	size_t pages = za_buddy_run_pages(p);
-	if (!pages)
-		za_shim_free_slow(p, "realloc");   /* reports the misuse */
-	size_t usable = pages << ZA_PAGE_SHIFT;
-	if (size > ZA_SLAB_MAX && size <= ZA_RUN_MAX) {
-		size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
-		/* Growing in place may commit released pages after the run:
-		 * only while the limit has room for all of them (otherwise the
-		 * move goes through the policy's slow path). */
-		size_t budget = za_policy_budget(za_policy_current());
-		bool fits = npages <= pages || budget >= npages - pages;
-		/* Under a limit, growing in place (even into released pages)
-		 * spares holding two copies; without one, warm memory first. */
-		if (npages == pages ||
-		    (fits && za_buddy_resize_run(p, (uint32_t)npages, budget != SIZE_MAX)))
-			return p;
-	}
-	return realloc_move(p, usable, size);
+	/* Not an allocation's start: free's checks name the misuse. */
+	za_shim_free_slow(p, "realloc");
+	za_fatal("realloc(%p): not the start of an allocation", p);
 }
 
 void *za_shim_aligned(size_t align, size_t size)

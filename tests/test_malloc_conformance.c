@@ -446,6 +446,14 @@ static void test_realloc_tiers(void)
 	CHECK_HEAP();
 	F(free)(q);
 
+	/* A run that shrinks to a slab size above 8 KiB stays in place. */
+	p = F(malloc)(64 * KiB);
+	fill_bytes(p, 64 * KiB, 7);
+	q = F(realloc)(p, 9 * KiB);
+	CHECK(q == p && usable(q) == 12 * KiB);
+	CHECK(check_bytes(q, 9 * KiB, 7) == 9 * KiB);
+	F(free)(q);
+
 	/* Huge blocks shrink in place. */
 	p = F(malloc)(20 * MiB);
 	fill_bytes(p, 64, 6);
@@ -463,6 +471,41 @@ static void test_realloc_tiers(void)
 	}
 	za_drain_caches();
 	CHECK(pages_used() <= before + 8);   /* the 2000 B class may keep a slab */
+	CHECK_HEAP();
+}
+
+/*
+ * A buffer grown by small appends (a string builder) must not be copied
+ * once per size class: a move to grow takes a quarter more, and past 8 KiB
+ * the buffer moves into a run that grows where it is. From 16 B to 256 KiB
+ * in 16-byte steps that is at most a few dozen moves, each keeping the
+ * bytes; the same growth one class at a time would take over 70.
+ */
+static void test_realloc_appends(void)
+{
+	size_t len = 16, moves = 0, copied = 0;
+	unsigned char *s = F(malloc)(len);
+	fill_bytes(s, len, 11);
+	while (len < 256 * KiB) {
+		unsigned char *t = F(realloc)(s, len + 16);
+		CHECK_MSG(t != NULL, "realloc(%zu)", len + 16);
+		if (!t)
+			break;
+		if (t != s) {
+			moves++;
+			copied += len;
+			CHECK_MSG(check_bytes(t, len, 11) == len, "moving %zu bytes lost data", len);
+		}
+		s = t;
+		for (size_t i = len; i < len + 16; i++)
+			s[i] = mt_byte(11, i);
+		len += 16;
+	}
+	printf("appends to %zu KiB: %zu moves, %zu KiB copied\n", len / KiB, moves, copied / KiB);
+	CHECK_MSG(moves <= 40, "%zu moves", moves);
+	CHECK_MSG(copied <= 4 * len, "%zu bytes copied to grow to %zu", copied, len);
+	CHECK(usable(s) >= len);
+	F(free)(s);
 	CHECK_HEAP();
 }
 
@@ -713,6 +756,7 @@ int main(void)
 	test_calloc();
 	test_alignment();
 	test_realloc_tiers();
+	test_realloc_appends();
 	test_usable_size();
 	test_errno();
 	test_min_alignment();
