@@ -117,6 +117,17 @@ void za_shim_bad_slab_pointer(void *p, const char *call)
 		 call, p, zone->index, za_pfn_of(zone, p));
 }
 
+void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
+{
+	struct za_page *head = &zone->pages[pfn];
+	if (unlikely(head->state != ZA_PG_RUN || ((uintptr_t)p & (ZA_PAGE_SIZE - 1)))) {
+		za_shim_free_slow(p, "free");
+		return;
+	}
+	if (!za_pcp_run_free(head, p, head->count))
+		za_buddy_run_to_zone(zone, pfn);
+}
+
 void za_shim_free_slow(void *p, const char *call)
 {
 	struct za_region *r = za_region_of(p);

@@ -14,7 +14,7 @@
 
 #include <errno.h>
 
-#include "buddy/pcp.h"
+#include "buddy/buddy.h"
 #include "slab/slab.h"
 
 #define ZA_RUN_MAX ((size_t)ZA_MAX_BLOCK_PAGES << ZA_PAGE_SHIFT)
@@ -28,6 +28,9 @@ struct za_huge {
 
 ZA_NOINLINE void *za_shim_malloc_large(size_t size, size_t align, bool zero);
 ZA_NOINLINE void za_shim_free_slow(void *p, const char *call);
+/* free of p, at page pfn of zone and not in a slab: a run goes to this
+ * thread's run cache; anything else to za_shim_free_slow. */
+ZA_NOINLINE void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p);
 ZA_NOINLINE void *za_shim_nomem(za_status status);
 ZA_NOINLINE void za_shim_bad_slab_pointer(void *p, const char *call);
 size_t za_shim_usable_size(const void *p, const char *call);
@@ -84,8 +87,8 @@ static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
 	return za_shim_slab_at(zone, &zone->pages[pfn], pfn, p, call);
 }
 
-/* free: slab objects and runs inline (a run goes to this thread's run
- * cache); huge mappings, foreign pointers and misuse one call away. */
+/* free: slab objects inline; everything else one tail call away, so the
+ * slab path saves no registers. */
 static inline void za_shim_free(void *p)
 {
 	if (unlikely(!p))
@@ -93,17 +96,13 @@ static inline void za_shim_free(void *p)
 	struct za_zone *zone = za_zone_of(p);
 	if (likely(zone)) {
 		uint32_t pfn = za_pfn_of(zone, p);
-		struct za_page *page = &zone->pages[pfn];
-		struct za_slab *slab = za_shim_slab_at(zone, page, pfn, p, "free");
+		struct za_slab *slab = za_shim_slab_at(zone, &zone->pages[pfn], pfn, p, "free");
 		if (likely(slab)) {
 			za_slab_free(slab, p);
 			return;
 		}
-		if (likely(page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)))) {
-			if (!za_pcp_run_free(page, p, page->count))
-				za_buddy_run_to_zone(zone, pfn);
-			return;
-		}
+		za_shim_free_run(zone, pfn, p);
+		return;
 	}
 	za_shim_free_slow(p, "free");
 }
