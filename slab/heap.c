@@ -119,8 +119,11 @@ static void heap_abandon(struct za_theap *heap)
 	}
 }
 
+/* Off the list of heaps (heaps_lock held); its count goes to the total. */
 static void heap_unlink(struct za_theap *heap)
 {
+	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, heap->remote_frees,
+				  memory_order_relaxed);
 	if (heap->prev)
 		heap->prev->next = heap->next;
 	else
@@ -215,6 +218,10 @@ void za_slab_stats_get(struct za_slab_stats *st)
 	st->slabs_abandoned = atomic_load(&za_slab_counters.abandoned);
 	st->slabs_adopted = atomic_load(&za_slab_counters.adopted);
 	st->remote_frees = atomic_load(&za_slab_counters.remote_frees);
+	pthread_mutex_lock(&heaps_lock);
+	for (struct za_theap *heap = heaps_all; heap; heap = heap->next)
+		st->remote_frees += __atomic_load_n(&heap->remote_frees, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&heaps_lock);
 	st->heaps_live = atomic_load(&za_slab_counters.heaps_live);
 	st->heaps_created = atomic_load(&za_slab_counters.heaps_created);
 }

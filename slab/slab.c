@@ -216,7 +216,11 @@ void za_slab_free_remote(struct za_slab *slab, void *obj)
 	} while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old, p,
 							memory_order_release,
 							memory_order_relaxed));
-	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, 1, memory_order_relaxed);
+	struct za_theap *heap = za_tls_heap;
+	if (likely(!heap->is_empty_sentinel))
+		__atomic_store_n(&heap->remote_frees, heap->remote_frees + 1, __ATOMIC_RELAXED);
+	else
+		atomic_fetch_add_explicit(&za_slab_counters.remote_frees, 1, memory_order_relaxed);
 }
 
 static bool list_holds(void *list, void *p, uint32_t limit)

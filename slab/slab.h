@@ -44,6 +44,9 @@ struct za_theap {
 	struct za_slab *ring[ZA_NCLASSES];
 	uint16_t nslabs[ZA_NCLASSES];
 	uint32_t empty_pages;              /* pages of kept empty slabs */
+	/* Frees of other heaps' objects by this thread: counted here, not in
+	 * a shared counter every freeing thread would write. */
+	uint64_t remote_frees;
 	struct za_theap *next, *prev;      /* all heaps, under za_heaps_lock */
 	bool is_empty_sentinel;
 };

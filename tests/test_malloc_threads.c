@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "slab/slab.h"
 #include "tests/malloc_test.h"
 
 #define NTHREADS   8
@@ -340,6 +341,13 @@ int main(void)
 	CHECK(received * 100 >= frees * 30);
 	CHECK(tiers[1] > 0 && tiers[2] > 0);
 	CHECK_HEAP();
+	/* Each thread counts its remote frees; the counts of exited threads
+	 * must have been carried into the total. */
+	struct za_slab_stats ss;
+	za_slab_stats_get(&ss);
+	printf("slab remote frees: %llu\n", (unsigned long long)ss.remote_frees);
+	CHECK_MSG(ss.remote_frees >= received / 2, "%llu remote frees counted, %llu received",
+		  (unsigned long long)ss.remote_frees, (unsigned long long)received);
 
 	/* Every thread has exited: their slabs and caches are back. */
 	za_malloc_trim(0);
