@@ -40,13 +40,13 @@ void za_pcp_enter_slow(struct za_pcp *pcp)
 	}
 }
 
-static void za_pcp_asym_register(void)
+static void pcp_asym_register(void)
 {
 	atomic_store_explicit(&za_pcp_asym, za_os_membarrier_register() == 0, memory_order_relaxed);
 }
 
 /* Every owner that could have missed a thief's `steal` is now seen busy. */
-static void za_pcp_asym_fence(void)
+static void pcp_asym_fence(void)
 {
 	if (!atomic_load_explicit(&za_pcp_asym, memory_order_relaxed))
 		return;
@@ -64,7 +64,7 @@ static void pcp_steal_all(void)
 {
 	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next)
 		atomic_store_explicit(&pcp->steal, 1, memory_order_seq_cst);
-	za_pcp_asym_fence();
+	pcp_asym_fence();
 	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next)
 		while (atomic_load_explicit(&pcp->busy, memory_order_acquire))
 			sched_yield();
@@ -202,7 +202,7 @@ static void pcp_thread_exit(void *arg)
 
 static void pcp_key_create(void)
 {
-	za_pcp_asym_register();
+	pcp_asym_register();
 	pthread_key_create(&pcp_key, pcp_thread_exit);
 }
 
@@ -362,7 +362,7 @@ void za_pcp_reset_child(void)
 {
 	pthread_mutex_init(&pcp_list_lock, NULL);
 	if (atomic_load_explicit(&za_pcp_asym, memory_order_relaxed))
-		za_pcp_asym_register();
+		pcp_asym_register();
 	struct za_pcp *pcp = pcp_all;
 	while (pcp) {
 		struct za_pcp *next = pcp->next;

@@ -251,9 +251,12 @@ static void *realloc_run(void *p, uint32_t pages, size_t size)
 		 * move goes through the policy's slow path). */
 		size_t budget = za_policy_budget(za_policy_current());
 		bool fits = npages <= pages || budget >= npages - pages;
-		/* Under a limit, growing in place (even into released pages)
-		 * spares holding two copies; without one, warm memory first. */
-		if (fits && za_buddy_resize_run(p, (uint32_t)npages, budget != SIZE_MAX))
+		/* Into released pages: under a limit, where growing in place
+		 * spares holding two copies, and for growth of a quarter or
+		 * less, which a move would have to commit as well. A bigger
+		 * step (a doubling vector) moves, to reuse warm memory first. */
+		bool into_released = budget != SIZE_MAX || (npages > pages && (npages - pages) * 4 <= pages);
+		if (fits && za_buddy_resize_run(p, (uint32_t)npages, into_released))
 			return p;
 	}
 	return realloc_move(p, (size_t)pages << ZA_PAGE_SHIFT, size);
