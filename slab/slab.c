@@ -24,6 +24,10 @@ static inline char *slab_base(struct za_slab *slab)
  * lists' lock holder). */
 bool za_slab_collect(struct za_slab *slab)
 {
+	/* A load first: most slabs have no remote frees, and the exchange
+	 * would take the line exclusive for nothing. */
+	if (!atomic_load_explicit(&slab->remote, memory_order_relaxed))
+		return false;
 	void **list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
 	if (!list)
 		return false;
@@ -194,7 +198,7 @@ void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 	unsigned cls = za_slab_class(slab);
 	if (heap->cur[cls] == slab)
 		return;
-	/* Hysteresis: empty slabs, up to 256 KiB per thread, stay for the next
+	/* Hysteresis: empty slabs, up to 1 MiB per thread, stay for the next
 	 * burst of allocations, so a program that fills and empties slabs in
 	 * waves doesn't take and return a block each time. */
 	uint32_t pages = 1u << za_classes[cls].order;

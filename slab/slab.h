@@ -53,7 +53,7 @@ struct za_theap {
 
 extern struct za_theap za_theap_empty;
 
-#define ZA_SLAB_KEEP_EMPTY_PAGES 64   /* 256 KiB of empty slabs per thread */
+#define ZA_SLAB_KEEP_EMPTY_PAGES 256   /* 1 MiB of empty slabs per thread */
 
 extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
 
