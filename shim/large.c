@@ -238,25 +238,25 @@ static void *huge_resize(struct za_huge *h, size_t size)
 	return base;
 }
 
-/* realloc of an exact run: in place when the page count stays, or when the
- * run can shrink or grow where it is. */
+/* realloc of an exact run: in place while it loses no more than a quarter
+ * (so the room a growing move took is not trimmed by the next append; mimalloc
+ * keeps up to half), or when the run can shrink or grow where it is. */
 static void *realloc_run(void *p, uint32_t pages, size_t size)
 {
 	if (size > REALLOC_RUN_MIN && size <= ZA_RUN_MAX) {
 		size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
-		if (npages == pages)
+		if (npages <= pages && npages * 4 >= (size_t)pages * 3)
 			return p;
 		/* Growing in place may commit released pages after the run:
 		 * only while the limit has room for all of them (otherwise the
 		 * move goes through the policy's slow path). */
 		size_t budget = za_policy_budget(za_policy_current());
 		bool fits = npages <= pages || budget >= npages - pages;
-		/* Into released pages: under a limit, where growing in place
-		 * spares holding two copies, and for growth of a quarter or
-		 * less, which a move would have to commit as well. A bigger
-		 * step (a doubling vector) moves, to reuse warm memory first. */
-		bool into_released = budget != SIZE_MAX || (npages > pages && (npages - pages) * 4 <= pages);
-		if (fits && za_buddy_resize_run(p, (uint32_t)npages, into_released))
+		/* Under a limit, growing in place (even into released pages)
+		 * spares holding two copies; without one, warm memory first:
+		 * growing into released pages let buffers walk a zone into RSS
+		 * while warm free blocks sat elsewhere. */
+		if (fits && za_buddy_resize_run(p, (uint32_t)npages, budget != SIZE_MAX))
 			return p;
 	}
 	return realloc_move(p, (size_t)pages << ZA_PAGE_SHIFT, size);

@@ -477,11 +477,12 @@ static void test_realloc_tiers(void)
 /*
  * A buffer grown by small appends (a string builder) must not be copied
  * once per size class: a move to grow takes a quarter more, and past 8 KiB
- * the buffer moves into a run that grows where it is. From 16 B to 256 KiB
- * in 16-byte steps that is at most a few dozen moves, each keeping the
- * bytes; the same growth one class at a time would take over 70. The free
- * pages after the run are given back to the OS every 4 KiB of growth, as
- * decay would do in time: small steps still grow into them in place.
+ * the buffer moves into a run that grows where it is. Here the free pages
+ * after the run are given back to the OS every 4 KiB of growth (as decay
+ * does in time), which is the worst case: every step past the run's room
+ * moves. A quarter more each time bounds the moves by log(16384)/log(1.25)
+ * = 44 and the bytes copied by 5 times the final size; the same growth one
+ * class or one page at a time takes about 90 moves and 30 times the size.
  */
 static void test_realloc_appends(void)
 {
@@ -506,8 +507,8 @@ static void test_realloc_appends(void)
 			F(malloc_trim)(0);
 	}
 	printf("appends to %zu KiB: %zu moves, %zu KiB copied\n", len / KiB, moves, copied / KiB);
-	CHECK_MSG(moves <= 40, "%zu moves", moves);
-	CHECK_MSG(copied <= 4 * len, "%zu bytes copied to grow to %zu", copied, len);
+	CHECK_MSG(moves <= 44, "%zu moves", moves);
+	CHECK_MSG(copied <= 5 * len, "%zu bytes copied to grow to %zu", copied, len);
 	CHECK(usable(s) >= len);
 	F(free)(s);
 	CHECK_HEAP();
