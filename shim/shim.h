@@ -32,7 +32,7 @@ ZA_NOINLINE void za_shim_free_slow(void *p, const char *call);
  * thread's run cache; anything else to za_shim_free_slow. */
 ZA_NOINLINE void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p);
 ZA_NOINLINE void *za_shim_nomem(za_status status);
-ZA_NOINLINE void za_shim_bad_slab_pointer(void *p, const char *call);
+ZA_COLD __attribute__((noreturn)) void za_shim_bad_slab_pointer(void *p, const char *call);
 size_t za_shim_usable_size(const void *p, const char *call);
 void *za_shim_realloc(void *p, size_t size);
 void *za_shim_aligned(size_t align, size_t size);
