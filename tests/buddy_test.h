@@ -11,32 +11,7 @@
 #include <string.h>
 
 #include "buddy/buddy.h"
-
-/* xorshift64*: deterministic for a given seed on every platform. */
-struct test_rng {
-	uint64_t s;
-};
-
-static inline void rng_seed(struct test_rng *r, uint64_t seed)
-{
-	r->s = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
-	if (!r->s)
-		r->s = 1;
-}
-
-static inline uint64_t rng_next(struct test_rng *r)
-{
-	r->s ^= r->s >> 12;
-	r->s ^= r->s << 25;
-	r->s ^= r->s >> 27;
-	return r->s * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform in [0, n). */
-static inline uint32_t rng_below(struct test_rng *r, uint32_t n)
-{
-	return (uint32_t)((rng_next(r) >> 32) * n >> 32);
-}
+#include "tests/rng.h"
 
 /*
  * A pattern is one 64-bit word at the start and one at the end of every

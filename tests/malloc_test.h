@@ -23,6 +23,7 @@
 
 #include "zonealloc.h"
 #include "tests/check.h"
+#include "tests/rng.h"
 
 #ifdef TEST_NAMES
 #define F(name) name
@@ -42,32 +43,6 @@ static inline void *opaque_ptr(void *p)
 {
 	void *volatile x = p;
 	return x;
-}
-
-/* xorshift64*: deterministic for a given seed. */
-struct mt_rng {
-	uint64_t s;
-};
-
-static inline void mt_seed(struct mt_rng *r, uint64_t seed)
-{
-	r->s = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
-	if (!r->s)
-		r->s = 1;
-}
-
-static inline uint64_t mt_next(struct mt_rng *r)
-{
-	r->s ^= r->s >> 12;
-	r->s ^= r->s << 25;
-	r->s ^= r->s >> 27;
-	return r->s * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform in [0, n). */
-static inline uint32_t mt_below(struct mt_rng *r, uint32_t n)
-{
-	return (uint32_t)((mt_next(r) >> 32) * n >> 32);
 }
 
 static inline unsigned char mt_byte(uint64_t seed, size_t i)

@@ -22,6 +22,7 @@
 
 #include "zonealloc.h"
 #include "tests/check.h"
+#include "tests/rng.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -77,36 +78,63 @@ static inline void sleep_ms(unsigned ms)
 		;
 }
 
-/* xorshift64*: deterministic for a given seed. */
-struct pt_rng {
-	uint64_t s;
+/* Uniform in [lo, hi]. */
+static inline size_t pt_range(struct test_rng *r, size_t lo, size_t hi)
+{
+	return lo + (size_t)rng_below(r, hi - lo + 1);
+}
+
+struct pt_alloc {
+	void *p;
+	size_t size;
 };
 
-static inline void pt_seed(struct pt_rng *r, uint64_t seed)
+/*
+ * Allocates about `total` bytes with `alloc_fn` into out[0 .. max):
+ * `slab_pct` percent of them in slab objects (16 B .. 32 KiB), the rest in
+ * page runs (32 KiB .. 4 MiB) and, if `huge`, 40% of it in huge mappings
+ * (4 .. 24 MiB), interleaved at random; every page is written. Returns how
+ * many allocations.
+ */
+static inline size_t pt_alloc_mixed(void *(*alloc_fn)(size_t), struct pt_alloc *out, size_t max,
+				    size_t total, unsigned slab_pct, bool huge, uint64_t seed)
 {
-	r->s = seed * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL;
-	if (!r->s)
-		r->s = 1;
-}
-
-static inline uint64_t pt_next(struct pt_rng *r)
-{
-	r->s ^= r->s >> 12;
-	r->s ^= r->s << 25;
-	r->s ^= r->s >> 27;
-	return r->s * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform in [0, n). */
-static inline uint64_t pt_below(struct pt_rng *r, uint64_t n)
-{
-	return (pt_next(r) >> 11) % n;
-}
-
-/* Uniform in [lo, hi]. */
-static inline size_t pt_range(struct pt_rng *r, size_t lo, size_t hi)
-{
-	return lo + (size_t)pt_below(r, hi - lo + 1);
+	struct test_rng r;
+	rng_seed(&r, seed);
+	size_t want[3], got[3] = { 0, 0, 0 }, n = 0;
+	want[0] = total / 100 * slab_pct;
+	want[2] = huge ? (total - want[0]) / 10 * 4 : 0;
+	want[1] = total - want[0] - want[2];
+	while (n < max) {
+		size_t left = 0;
+		for (int t = 0; t < 3; t++)
+			left += want[t] > got[t] ? want[t] - got[t] : 0;
+		if (!left)
+			break;
+		/* A tier with bytes still to go, chosen in proportion to them. */
+		uint64_t pick = rng_below(&r, left);
+		int tier = 0;
+		for (; tier < 2; tier++) {
+			size_t l = want[tier] > got[tier] ? want[tier] - got[tier] : 0;
+			if (pick < l)
+				break;
+			pick -= l;
+		}
+		size_t size = tier == 0 ? pt_range(&r, 16, 32 * KiB)
+			      : tier == 1 ? pt_range(&r, 32 * KiB + 1, 4 * MiB)
+					  : pt_range(&r, 4 * MiB + 1, 24 * MiB);
+		void *p = alloc_fn(size);
+		CHECK_MSG(p != NULL, "allocating %zu bytes failed: %s", size,
+			  za_status_str(za_last_status()));
+		if (!p)
+			break;
+		memset(p, (int)(n & 0xff) | 1, size);
+		out[n].p = p;
+		out[n].size = size;
+		n++;
+		got[tier] += size;
+	}
+	return n;
 }
 
 static inline struct za_stats pt_stats(void)

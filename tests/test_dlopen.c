@@ -41,13 +41,13 @@ static void *work(void *arg)
 {
 	int id = (int)(intptr_t)arg;
 	struct result *res = calloc(1, sizeof *res);   /* glibc's */
-	struct mt_rng rng;
-	mt_seed(&rng, 31 + (uint64_t)id);
+	struct test_rng rng;
+	rng_seed(&rng, 31 + (uint64_t)id);
 	void *slot[SLOTS] = { 0 };
 	size_t size[SLOTS] = { 0 };
 
 	for (int op = 0; op < OPS; op++) {
-		unsigned k = mt_below(&rng, SLOTS);
+		unsigned k = rng_below(&rng, SLOTS);
 		if (slot[k]) {
 			size_t n = size[k] < 256 ? size[k] : 256;
 			if (check_bytes(slot[k], n, (uintptr_t)slot[k]) != n)
@@ -55,7 +55,7 @@ static void *work(void *arg)
 			if (op & 1)
 				my_free(slot[k]);
 			else {
-				size[k] = 1 + mt_below(&rng, 64 * 1024);
+				size[k] = 1 + rng_below(&rng, 64 * 1024);
 				slot[k] = my_realloc(slot[k], size[k]);
 				if (!slot[k] || my_usable(slot[k]) < size[k])
 					res->errors++;
@@ -66,8 +66,8 @@ static void *work(void *arg)
 			}
 			slot[k] = NULL;
 		} else {
-			size[k] = mt_below(&rng, 100) ? 1 + mt_below(&rng, 4096)
-						      : 32 * 1024 + mt_below(&rng, 300 * 1024);
+			size[k] = rng_below(&rng, 100) ? 1 + rng_below(&rng, 4096)
+						      : 32 * 1024 + rng_below(&rng, 300 * 1024);
 			slot[k] = (op & 3) == 3 ? lib_malloc(size[k]) : my_malloc(size[k]);
 			if (!slot[k] || ((uintptr_t)slot[k] & 15) || my_usable(slot[k]) < size[k]) {
 				res->errors++;

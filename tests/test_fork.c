@@ -34,26 +34,26 @@ static _Atomic(struct pub *) slots[WORKERS][PUBLISH];
 static atomic_bool stop;
 static atomic_ulong worker_ops;
 
-static size_t pick_size(struct mt_rng *r)
+static size_t pick_size(struct test_rng *r)
 {
-	uint32_t x = mt_below(r, 1000);
+	uint32_t x = rng_below(r, 1000);
 	if (x < 850)
-		return 1 + mt_below(r, 1024);
+		return 1 + rng_below(r, 1024);
 	if (x < 980)
-		return 1024 + mt_below(r, 31 * 1024);
+		return 1024 + rng_below(r, 31 * 1024);
 	if (x < 998)
-		return 32 * 1024 + mt_below(r, 512 * 1024);
-	return 4 * 1024 * 1024 + mt_below(r, 2 * 1024 * 1024);
+		return 32 * 1024 + rng_below(r, 512 * 1024);
+	return 4 * 1024 * 1024 + rng_below(r, 2 * 1024 * 1024);
 }
 
-static struct pub *pub_new(struct mt_rng *r)
+static struct pub *pub_new(struct test_rng *r)
 {
 	size_t size = pick_size(r);
 	struct pub *b = malloc(sizeof *b + size);
 	if (!b)
 		abort();
 	b->size = size;
-	b->seed = mt_next(r);
+	b->seed = rng_next(r);
 	fill_bytes(b->data, size < 4096 ? size : 4096, b->seed);
 	return b;
 }
@@ -67,29 +67,29 @@ static bool pub_ok(const struct pub *b)
 static void *worker(void *arg)
 {
 	int id = (int)(intptr_t)arg;
-	struct mt_rng rng;
-	mt_seed(&rng, 77 + (uint64_t)id);
+	struct test_rng rng;
+	rng_seed(&rng, 77 + (uint64_t)id);
 	void *scratch[16] = { 0 };
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		/* Publish a new block; the old one is verified and freed. */
 		struct pub *b = pub_new(&rng);
-		struct pub *old = atomic_exchange(&slots[id][mt_below(&rng, PUBLISH)], b);
+		struct pub *old = atomic_exchange(&slots[id][rng_below(&rng, PUBLISH)], b);
 		if (old) {
 			if (!pub_ok(old))
 				abort();
 			free(old);
 		}
 		/* Unpublished churn, including realloc and calloc. */
-		unsigned k = mt_below(&rng, 16);
+		unsigned k = rng_below(&rng, 16);
 		if (scratch[k]) {
-			if (mt_below(&rng, 4) == 0) {
+			if (rng_below(&rng, 4) == 0) {
 				scratch[k] = realloc(scratch[k], pick_size(&rng));
 				continue;
 			}
 			free(scratch[k]);
 			scratch[k] = NULL;
 		} else {
-			scratch[k] = mt_below(&rng, 2) ? calloc(1, pick_size(&rng))
+			scratch[k] = rng_below(&rng, 2) ? calloc(1, pick_size(&rng))
 						       : malloc(pick_size(&rng));
 		}
 		/* One thread also gives memory back now and then: a reclaim
@@ -132,8 +132,8 @@ static int child(int round, void **mine, unsigned nmine)
 	for (unsigned i = 0; i < nmine; i++)
 		free(mine[i]);
 	/* New blocks of every tier. */
-	struct mt_rng rng;
-	mt_seed(&rng, (uint64_t)round);
+	struct test_rng rng;
+	rng_seed(&rng, (uint64_t)round);
 	void *p[64];
 	for (int i = 0; i < 64; i++) {
 		size_t size = i == 63 ? 5 * 1024 * 1024 : pick_size(&rng);
@@ -172,8 +172,8 @@ int main(void)
 	for (int i = 0; i < WORKERS; i++)
 		pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
 
-	struct mt_rng rng;
-	mt_seed(&rng, 5);
+	struct test_rng rng;
+	rng_seed(&rng, 5);
 	int failed = 0;
 	for (int round = 0; round < ROUNDS; round++) {
 		/* Let the workers run a little between forks. */

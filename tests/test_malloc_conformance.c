@@ -228,14 +228,14 @@ static void test_calloc(void)
 	/* Zero when free blocks are a mix of released pages (trimmed) and
 	 * dirty resident ones: calloc may skip its memset only for blocks that
 	 * are wholly released. */
-	struct mt_rng rng;
-	mt_seed(&rng, 11);
+	struct test_rng rng;
+	rng_seed(&rng, 11);
 	enum { N = 96 };
 	for (int round = 0; round < 6; round++) {
 		void *d[N];
 		for (int i = 0; i < N; i++) {
-			size_t s = i % 3 ? 1 + mt_below(&rng, 32 * KiB)
-					 : 32 * KiB + mt_below(&rng, 600 * KiB);
+			size_t s = i % 3 ? 1 + rng_below(&rng, 32 * KiB)
+					 : 32 * KiB + rng_below(&rng, 600 * KiB);
 			d[i] = F(malloc)(s);
 			memset(d[i], 0x5a, usable(d[i]));
 		}
@@ -247,8 +247,8 @@ static void test_calloc(void)
 		if (round & 1)
 			F(malloc_trim)(0);
 		for (int i = 0; i < N; i++) {
-			size_t s = i % 2 ? 1 + mt_below(&rng, 64 * KiB)
-					 : ZA_PAGE_SIZE * (1 + mt_below(&rng, 300));
+			size_t s = i % 2 ? 1 + rng_below(&rng, 64 * KiB)
+					 : ZA_PAGE_SIZE * (1 + rng_below(&rng, 300));
 			unsigned char *z = F(calloc)(1, s);
 			d[i] = z;
 			CHECK(z != NULL);
@@ -521,13 +521,13 @@ static void test_usable_size(void)
 	enum { LIVE = 64 };
 	void *live[LIVE] = { 0 };
 	size_t lsize[LIVE] = { 0 };
-	struct mt_rng rng;
-	mt_seed(&rng, 7);
+	struct test_rng rng;
+	rng_seed(&rng, 7);
 
 	/* Every size to 5000, then samples in each tier; each block is filled
 	 * to its usable size while its neighbours are live and checked. */
 	for (size_t s = 0; s < 5000 + 300; s++) {
-		size_t size = s <= 5000 ? s : (size_t)1 << (13 + (s % 11)) | mt_below(&rng, 4096);
+		size_t size = s <= 5000 ? s : (size_t)1 << (13 + (s % 11)) | rng_below(&rng, 4096);
 		unsigned slot = (unsigned)(s % LIVE);
 		if (live[slot]) {
 			CHECK_MSG(check_bytes(live[slot], lsize[slot], (uintptr_t)live[slot]) ==

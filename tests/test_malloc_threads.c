@@ -40,7 +40,7 @@ struct mailbox {
 struct worker {
 	int id;
 	pthread_t thread;
-	struct mt_rng rng;
+	struct test_rng rng;
 	struct block slots[SLOTS];
 	struct mailbox box;
 	struct block batch[MAILBOX];   /* the mailbox's contents, being freed */
@@ -103,23 +103,23 @@ static bool verify(const struct block *b, size_t limit)
 
 /* ---- sizes: mostly small, some runs, rare huge ---- */
 
-static size_t pick_size(struct mt_rng *r, int *tier)
+static size_t pick_size(struct test_rng *r, int *tier)
 {
-	uint32_t x = mt_below(r, 100000);
+	uint32_t x = rng_below(r, 100000);
 	*tier = 0;
 	if (x < 80000)
-		return 1 + mt_below(r, 512);
+		return 1 + rng_below(r, 512);
 	if (x < 95000)
-		return 513 + mt_below(r, 4096);
+		return 513 + rng_below(r, 4096);
 	if (x < 98800)
-		return 4096 + mt_below(r, 32 * 1024 - 4096 + 1);
+		return 4096 + rng_below(r, 32 * 1024 - 4096 + 1);
 	*tier = 1;
 	if (x < 99900)
-		return 32 * 1024 + 1 + mt_below(r, 256 * 1024);
+		return 32 * 1024 + 1 + rng_below(r, 256 * 1024);
 	if (x < 99980)
-		return 256 * 1024 + mt_below(r, 4 * 1024 * 1024 - 256 * 1024 + 1);
+		return 256 * 1024 + rng_below(r, 4 * 1024 * 1024 - 256 * 1024 + 1);
 	*tier = 2;
-	return 4 * 1024 * 1024 + 1 + mt_below(r, 4 * 1024 * 1024);
+	return 4 * 1024 * 1024 + 1 + rng_below(r, 4 * 1024 * 1024);
 }
 
 static void fail(struct worker *w, const char *what, const struct block *b)
@@ -133,7 +133,7 @@ static bool allocate(struct worker *w, struct block *b)
 {
 	int tier;
 	size_t size = pick_size(&w->rng, &tier);
-	uint32_t how = mt_below(&w->rng, 16);
+	uint32_t how = rng_below(&w->rng, 16);
 	unsigned char *p;
 	if (how == 0) {
 		p = za_calloc(1, size);
@@ -146,7 +146,7 @@ static bool allocate(struct worker *w, struct block *b)
 				}
 		}
 	} else if (how == 1) {
-		size_t align = (size_t)16 << mt_below(&w->rng, 9);   /* 16 B .. 4 KiB */
+		size_t align = (size_t)16 << rng_below(&w->rng, 9);   /* 16 B .. 4 KiB */
 		p = za_memalign(align, size);
 		if (p && ((uintptr_t)p & (align - 1))) {
 			struct block z = { p, size, 0 };
@@ -162,7 +162,7 @@ static bool allocate(struct worker *w, struct block *b)
 	}
 	b->p = p;
 	b->size = size;
-	b->seed = mt_next(&w->rng);
+	b->seed = rng_next(&w->rng);
 	if (((uintptr_t)p & 15) || za_malloc_usable_size(p) < size)
 		fail(w, "misaligned or short block", b);
 	stamp(b);
@@ -235,13 +235,13 @@ static void *worker_main(void *arg)
 	for (long op = 0; op < ops_per_thread; op++) {
 		if ((op & 63) == 0)
 			drain_mailbox(w);
-		struct block *b = &w->slots[mt_below(&w->rng, SLOTS)];
+		struct block *b = &w->slots[rng_below(&w->rng, SLOTS)];
 		w->ops++;
 		if (!b->p) {
 			allocate(w, b);
 			continue;
 		}
-		uint32_t what = mt_below(&w->rng, 100);
+		uint32_t what = rng_below(&w->rng, 100);
 		if (what < 10) {
 			/* realloc to another size, maybe another tier. */
 			int tier;
@@ -258,13 +258,13 @@ static void *worker_main(void *arg)
 				fail(w, "realloc lost data", &moved);
 			b->p = q;
 			b->size = size;
-			b->seed = mt_next(&w->rng);
+			b->seed = rng_next(&w->rng);
 			stamp(b);
 			w->reallocs++;
 			continue;
 		}
 		if (what < 10 + REMOTE_PCT) {
-			struct worker *to = &workers[(w->id + 1 + mt_below(&w->rng, NTHREADS - 1)) % NTHREADS];
+			struct worker *to = &workers[(w->id + 1 + rng_below(&w->rng, NTHREADS - 1)) % NTHREADS];
 			if (!verify(b, SIZE_MAX))
 				fail(w, "pattern broken before send", b);
 			if (send(to, b)) {
@@ -299,7 +299,7 @@ int main(void)
 	pthread_barrier_init(&barrier, NULL, NTHREADS);
 	for (int i = 0; i < NTHREADS; i++) {
 		workers[i].id = i;
-		mt_seed(&workers[i].rng, 1000 + (uint64_t)i);
+		rng_seed(&workers[i].rng, 1000 + (uint64_t)i);
 		pthread_mutex_init(&workers[i].box.lock, NULL);
 	}
 	for (int i = 0; i < NTHREADS; i++)

@@ -34,7 +34,7 @@ struct live {
 #define LIVE_BYTES_MAX (160 * MiB)
 
 struct state {
-	struct pt_rng rng;
+	struct test_rng rng;
 	struct live live[MAX_LIVE];
 	size_t n, bytes;
 	uint64_t next_tag;
@@ -103,13 +103,13 @@ static void check_identity(const struct state *s, const char *after)
 			  after, st.committed_bytes, s->limit);
 }
 
-static za_flags random_flags(struct pt_rng *r)
+static za_flags random_flags(struct test_rng *r)
 {
 	static const za_flags choice[] = {
 		ZA_F_NONE, ZA_F_NONE, ZA_F_HIGH, ZA_F_ZERO, ZA_F_NORETRY, ZA_F_ATOMIC,
 		ZA_F_NOWARN | ZA_F_HIGH, ZA_F_ZERO | ZA_F_ATOMIC,
 	};
-	return choice[pt_below(r, sizeof choice / sizeof choice[0])];
+	return choice[rng_below(r, sizeof choice / sizeof choice[0])];
 }
 
 static void note_failure(struct state *s, za_status st, const char *what)
@@ -148,7 +148,7 @@ static void drop_live(struct state *s, size_t i)
 		za_free_pages_exact(l->p, l->order);
 		break;
 	case K_MALLOC:
-		if (pt_below(&s->rng, 2))
+		if (rng_below(&s->rng, 2))
 			za_free(l->p);
 		else
 			za_free_sized(l->p, l->size);
@@ -158,9 +158,9 @@ static void drop_live(struct state *s, size_t i)
 	s->live[i] = s->live[--s->n];
 }
 
-static size_t random_malloc_size(struct pt_rng *r)
+static size_t random_malloc_size(struct test_rng *r)
 {
-	unsigned pick = (unsigned)pt_below(r, 100);
+	unsigned pick = (unsigned)rng_below(r, 100);
 	if (pick < 50)
 		return pt_range(r, 1, 2048);
 	if (pick < 70)
@@ -170,20 +170,20 @@ static size_t random_malloc_size(struct pt_rng *r)
 	return pt_range(r, 4 * MiB + 1, 12 * MiB);
 }
 
-static unsigned random_order(struct pt_rng *r)
+static unsigned random_order(struct test_rng *r)
 {
-	unsigned pick = (unsigned)pt_below(r, 100);
+	unsigned pick = (unsigned)rng_below(r, 100);
 	if (pick < 55)
-		return (unsigned)pt_below(r, 4);
+		return (unsigned)rng_below(r, 4);
 	if (pick < 90)
-		return 4 + (unsigned)pt_below(r, 4);
-	return 8 + (unsigned)pt_below(r, 3);
+		return 4 + (unsigned)rng_below(r, 4);
+	return 8 + (unsigned)rng_below(r, 3);
 }
 
 static const char *step(struct state *s)
 {
-	struct pt_rng *r = &s->rng;
-	unsigned op = (unsigned)pt_below(r, 1000);
+	struct test_rng *r = &s->rng;
+	unsigned op = (unsigned)rng_below(r, 1000);
 	za_status st = ZA_OK;
 	bool room = s->n < MAX_LIVE && s->bytes < LIVE_BYTES_MAX;
 
@@ -198,7 +198,7 @@ static const char *step(struct state *s)
 	}
 	if (op < 280 && room) {
 		size_t npages = pt_range(r, 1, ZA_MAX_BLOCK_PAGES);
-		if (pt_below(r, 2))
+		if (rng_below(r, 2))
 			npages = pt_range(r, 1, 40);
 		void *p = za_alloc_pages_exact(npages, random_flags(r), &st);
 		if (p)
@@ -209,11 +209,11 @@ static const char *step(struct state *s)
 	}
 	if (op < 480 && room) {
 		size_t size = random_malloc_size(r);
-		bool zero = pt_below(r, 4) == 0;
-		za_flags fl = pt_below(r, 3) == 0 ? random_flags(r) : ZA_F_NONE;
+		bool zero = rng_below(r, 4) == 0;
+		za_flags fl = rng_below(r, 3) == 0 ? random_flags(r) : ZA_F_NONE;
 		void *p;
 		if (fl != ZA_F_NONE)
-			p = za_alloc(size, pt_below(r, 4) ? 0 : (size_t)16 << pt_below(r, 10), fl, &st);
+			p = za_alloc(size, rng_below(r, 4) ? 0 : (size_t)16 << rng_below(r, 10), fl, &st);
 		else {
 			p = zero ? za_calloc(1, size) : za_malloc(size);
 			st = za_last_status();
@@ -229,11 +229,11 @@ static const char *step(struct state *s)
 		return "za_malloc";
 	}
 	if (op < 560 && s->n) {
-		size_t i = (size_t)pt_below(r, s->n);
+		size_t i = (size_t)rng_below(r, s->n);
 		struct live *l = &s->live[i];
 		if (l->kind != K_MALLOC)
 			return "nothing";
-		size_t size = pt_below(r, 2) ? random_malloc_size(r)
+		size_t size = rng_below(r, 2) ? random_malloc_size(r)
 					     : (l->size + pt_range(r, 1, 64 * KiB));
 		CHECK(stamp_ok(l->p, l->size, l->tag));
 		za_tls_status_clear();
@@ -253,7 +253,7 @@ static const char *step(struct state *s)
 		return "za_realloc";
 	}
 	if (op < (s->pressure ? 700u : 900u) && s->n) {
-		drop_live(s, (size_t)pt_below(r, s->n));
+		drop_live(s, (size_t)rng_below(r, s->n));
 		return "free";
 	}
 	if (op < 920) {
@@ -265,7 +265,7 @@ static const char *step(struct state *s)
 		return "direct reclaim";
 	}
 	if (op < 975) {
-		za_reclaim_pass(pt_below(r, 3), pt_range(r, 1, 100000), pt_range(r, 1, 600));
+		za_reclaim_pass(rng_below(r, 3), pt_range(r, 1, 100000), pt_range(r, 1, 600));
 		za_reclaim_zones();
 		return "decay pass";
 	}
@@ -282,7 +282,7 @@ static const char *step(struct state *s)
 	/* Drop a lot at once, so zones empty and get unmapped. */
 	size_t drop = s->n / 2;
 	while (drop-- && s->n)
-		drop_live(s, (size_t)pt_below(r, s->n));
+		drop_live(s, (size_t)rng_below(r, s->n));
 	return "mass free";
 }
 
@@ -352,7 +352,7 @@ static void phase(struct state *s, const char *name, size_t limit, bool pressure
 static void case_single(void)
 {
 	struct state *s = &main_state;
-	pt_seed(&s->rng, 20240604);
+	rng_seed(&s->rng, 20240604);
 	s->exact = true;
 	za_policy_set_decay_ms(5);
 
@@ -393,7 +393,7 @@ static void case_threads(void)
 	za_policy_set_decay_ms(5);
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++) {
-		pt_seed(&thread_state[i].rng, 777 + (uint64_t)i);
+		rng_seed(&thread_state[i].rng, 777 + (uint64_t)i);
 		thread_state[i].exact = false;
 		CHECK(pthread_create(&t[i], NULL, thread_main, &thread_state[i]) == 0);
 	}

@@ -29,13 +29,12 @@ extern char **environ;
 
 /* ---- the modes, each in its own process ---- */
 
-static void *ptrs[40000];
-static size_t sizes[40000];
+#define MAX_ALLOCS 40000
+static struct pt_alloc allocs[MAX_ALLOCS];
 
 static size_t warm_baseline(void)
 {
-	memset(ptrs, 0, sizeof ptrs);
-	memset(sizes, 0, sizeof sizes);
+	memset(allocs, 0, sizeof allocs);
 	printf("%s", "");   /* stdio's buffers exist before the baseline */
 	void *p = malloc(64), *q = malloc(100 * KiB);
 	free(q);
@@ -43,59 +42,14 @@ static size_t warm_baseline(void)
 	return rss_bytes();
 }
 
-/*
- * Allocates about `total` bytes: `slab_pct` percent of them in slab objects
- * (16 B .. 32 KiB), the rest in page runs (32 KiB .. 4 MiB) and, if `huge`,
- * 40% of it in huge mappings (4 .. 24 MiB), interleaved at random; every
- * page is written. Returns how many allocations.
- */
-static size_t alloc_mixed(size_t total, unsigned slab_pct, bool huge, uint64_t seed)
-{
-	struct pt_rng r;
-	pt_seed(&r, seed);
-	size_t want[3], got[3] = { 0, 0, 0 }, n = 0;
-	want[0] = total / 100 * slab_pct;
-	want[2] = huge ? (total - want[0]) / 10 * 4 : 0;
-	want[1] = total - want[0] - want[2];
-	while (n < sizeof ptrs / sizeof ptrs[0]) {
-		size_t left = 0;
-		for (int t = 0; t < 3; t++)
-			left += want[t] > got[t] ? want[t] - got[t] : 0;
-		if (!left)
-			break;
-		/* A tier with bytes still to go, chosen in proportion to them. */
-		uint64_t pick = pt_below(&r, left);
-		int tier = 0;
-		for (; tier < 2; tier++) {
-			size_t l = want[tier] > got[tier] ? want[tier] - got[tier] : 0;
-			if (pick < l)
-				break;
-			pick -= l;
-		}
-		size_t size = tier == 0 ? pt_range(&r, 16, 32 * KiB)
-			      : tier == 1 ? pt_range(&r, 32 * KiB + 1, 4 * MiB)
-					  : pt_range(&r, 4 * MiB + 1, 24 * MiB);
-		void *p = malloc(size);
-		CHECK_MSG(p != NULL, "malloc(%zu) failed", size);
-		if (!p)
-			break;
-		memset(p, (int)(n & 0xff) | 1, size);
-		ptrs[n] = p;
-		sizes[n] = size;
-		n++;
-		got[tier] += size;
-	}
-	return n;
-}
-
 static void free_all(size_t n)
 {
 	/* Every other one first, then the rest: frees out of order. */
 	for (size_t i = 0; i < n; i += 2)
-		free(ptrs[i]);
+		free(allocs[i].p);
 	for (size_t i = 1; i < n; i += 2)
-		free(ptrs[i]);
-	memset(ptrs, 0, n * sizeof ptrs[0]);
+		free(allocs[i].p);
+	memset(allocs, 0, n * sizeof allocs[0]);
 }
 
 static int mode_limit(void)
@@ -108,7 +62,7 @@ static int mode_limit(void)
 	errno = 0;
 	while (n < 1000 && (p = malloc(1 * MiB)) != NULL) {
 		memset(p, 1, 1 * MiB);
-		ptrs[n++] = p;
+		allocs[n++].p = p;
 	}
 	int e = errno;
 	za_status st = za_last_status();
@@ -142,7 +96,7 @@ static int mode_trim(void)
 {
 	size_t rss0 = warm_baseline();
 	uint64_t t0 = mono_ms();
-	size_t n = alloc_mixed(1 * GiB, 15, true, 1);
+	size_t n = pt_alloc_mixed(malloc, allocs, MAX_ALLOCS, 1 * GiB, 15, true, 1);
 	uint64_t t1 = mono_ms();
 	size_t peak = rss_bytes();
 	free_all(n);
@@ -166,7 +120,7 @@ static int mode_decay(void)
 {
 	const uint64_t decay = 200, slack_ms = 2000;
 	size_t rss0 = warm_baseline();
-	size_t n = alloc_mixed(256 * MiB, 5, false, 2);
+	size_t n = pt_alloc_mixed(malloc, allocs, MAX_ALLOCS, 256 * MiB, 5, false, 2);
 	size_t peak = rss_bytes();
 	free_all(n);
 	uint64_t t0 = mono_ms(), t = t0;
@@ -221,7 +175,7 @@ static int mode_background(void)
 	/* Started by the first allocation's slow path (the first zone). */
 	CHECK_MSG(pt_stats().background_wakeups > 0, "the reclaimer never woke");
 
-	size_t n = alloc_mixed(256 * MiB, 5, false, 3);
+	size_t n = pt_alloc_mixed(malloc, allocs, MAX_ALLOCS, 256 * MiB, 5, false, 3);
 	size_t peak = rss_bytes();
 	free_all(n);
 	size_t after_free = rss_bytes(), rss = after_free;
@@ -247,7 +201,7 @@ static int mode_background(void)
 		alarm(20);
 		size_t crss0 = rss_bytes();
 		uint64_t cw0 = pt_stats().background_wakeups;
-		size_t cn = alloc_mixed(192 * MiB, 5, false, 4);
+		size_t cn = pt_alloc_mixed(malloc, allocs, MAX_ALLOCS, 192 * MiB, 5, false, 4);
 		free_all(cn);
 		size_t crss;
 		uint64_t ctook = idle_until_released(crss0, decay + slack_ms + 1000, &crss);
@@ -273,7 +227,7 @@ static int mode_background(void)
 
 	/* The parent's reclaimer still works after the fork. */
 	uint64_t w2 = pt_stats().background_wakeups;
-	n = alloc_mixed(64 * MiB, 5, false, 5);
+	n = pt_alloc_mixed(malloc, allocs, MAX_ALLOCS, 64 * MiB, 5, false, 5);
 	free_all(n);
 	took = idle_until_released(rss0, decay + slack_ms + 1000, &rss);
 	CHECK_MSG(rss <= rss0 + SLACK, "after fork: RSS %zu KiB after %llu ms", rss / KiB,

@@ -24,13 +24,8 @@
 
 #define SLACK (8 * MiB)
 
-struct alloc {
-	void *p;
-	size_t size;
-};
-
 #define MAX_ALLOCS 40000
-static struct alloc allocs[MAX_ALLOCS];
+static struct pt_alloc allocs[MAX_ALLOCS];
 
 /* A warm start: the thread's heap and first zone exist, and this file's
  * own arrays are resident, before the baseline is read. */
@@ -44,59 +39,14 @@ static size_t baseline(void)
 	return rss_bytes();
 }
 
-/*
- * Allocates about `total` bytes: `slab_pct` percent of them in slab objects
- * (16 B .. 32 KiB), the rest in page runs (32 KiB .. 4 MiB) and, if `huge`,
- * 40% of it in huge mappings (4 .. 24 MiB), interleaved at random; every
- * page is written. Returns how many allocations.
- */
-static size_t alloc_mixed(size_t total, unsigned slab_pct, bool huge, uint64_t seed)
-{
-	struct pt_rng r;
-	pt_seed(&r, seed);
-	size_t want[3], got[3] = { 0, 0, 0 }, n = 0;
-	want[0] = total / 100 * slab_pct;
-	want[2] = huge ? (total - want[0]) / 10 * 4 : 0;
-	want[1] = total - want[0] - want[2];
-	while (n < MAX_ALLOCS) {
-		size_t left = 0;
-		for (int t = 0; t < 3; t++)
-			left += want[t] > got[t] ? want[t] - got[t] : 0;
-		if (!left)
-			break;
-		/* A tier with bytes still to go, chosen in proportion to them. */
-		uint64_t pick = pt_below(&r, left);
-		int tier = 0;
-		for (; tier < 2; tier++) {
-			size_t l = want[tier] > got[tier] ? want[tier] - got[tier] : 0;
-			if (pick < l)
-				break;
-			pick -= l;
-		}
-		size_t size = tier == 0 ? pt_range(&r, 16, 32 * KiB)
-			      : tier == 1 ? pt_range(&r, 32 * KiB + 1, 4 * MiB)
-					  : pt_range(&r, 4 * MiB + 1, 24 * MiB);
-		void *p = za_malloc(size);
-		CHECK_MSG(p != NULL, "za_malloc(%zu) failed: %s", size, za_status_str(za_last_status()));
-		if (!p)
-			break;
-		memset(p, (int)(n & 0xff) | 1, size);
-		allocs[n].p = p;
-		allocs[n].size = size;
-		n++;
-		got[tier] += size;
-	}
-	return n;
-}
-
 /* Frees in a scrambled order. */
 static void free_all(size_t n, uint64_t seed)
 {
-	struct pt_rng r;
-	pt_seed(&r, seed);
+	struct test_rng r;
+	rng_seed(&r, seed);
 	for (size_t i = n; i > 1; i--) {
-		size_t j = (size_t)pt_below(&r, i);
-		struct alloc t = allocs[i - 1];
+		size_t j = (size_t)rng_below(&r, i);
+		struct pt_alloc t = allocs[i - 1];
 		allocs[i - 1] = allocs[j];
 		allocs[j] = t;
 	}
@@ -120,7 +70,7 @@ static void case_trim_1gib(void)
 {
 	size_t rss0 = baseline();
 	uint64_t t0 = mono_ms();
-	size_t n = alloc_mixed(1 * GiB, 15, true, 42);
+	size_t n = pt_alloc_mixed(za_malloc, allocs, MAX_ALLOCS, 1 * GiB, 15, true, 42);
 	uint64_t t1 = mono_ms();
 	size_t peak = rss_bytes();
 	CHECK_MSG(peak >= rss0 + 900 * MiB, "peak RSS %zu MiB over a base of %zu MiB",
@@ -150,7 +100,7 @@ static void case_trim_1gib(void)
 	CHECK_HEAP();
 
 	/* The heap serves again from released memory, and gives it back again. */
-	n = alloc_mixed(256 * MiB, 10, true, 44);
+	n = pt_alloc_mixed(za_malloc, allocs, MAX_ALLOCS, 256 * MiB, 10, true, 44);
 	CHECK(rss_bytes() >= rss0 + 200 * MiB);
 	free_all(n, 45);
 	CHECK(za_reclaim() > 0);
@@ -170,7 +120,7 @@ static void case_decay(void)
 	const uint64_t decay = 200, slack_ms = 2000;
 	za_policy_set_decay_ms(decay);
 	size_t rss0 = baseline();
-	size_t n = alloc_mixed(256 * MiB, 5, false, 7);
+	size_t n = pt_alloc_mixed(za_malloc, allocs, MAX_ALLOCS, 256 * MiB, 5, false, 7);
 	size_t peak = rss_bytes();
 	struct za_stats s0 = pt_stats();
 	free_all(n, 8);
@@ -388,7 +338,7 @@ static void case_background(void)
 	sleep_ms(50);
 	CHECK(pt_stats().background_wakeups > 0);
 
-	size_t n = alloc_mixed(256 * MiB, 5, false, 99);
+	size_t n = pt_alloc_mixed(za_malloc, allocs, MAX_ALLOCS, 256 * MiB, 5, false, 99);
 	size_t peak = rss_bytes();
 	free_all(n, 100);
 	size_t after_free = rss_bytes();

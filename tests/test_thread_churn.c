@@ -30,23 +30,23 @@ struct job {
 	int errors;
 };
 
-static size_t pick_size(struct mt_rng *r)
+static size_t pick_size(struct test_rng *r)
 {
-	uint32_t x = mt_below(r, 100);
+	uint32_t x = rng_below(r, 100);
 	if (x < 70)
-		return 1 + mt_below(r, 256);
+		return 1 + rng_below(r, 256);
 	if (x < 95)
-		return 257 + mt_below(r, 8 * 1024);
+		return 257 + rng_below(r, 8 * 1024);
 	if (x < 99)
-		return 8 * 1024 + mt_below(r, 24 * 1024 + 1);
-	return 33 * 1024 + mt_below(r, 200 * 1024);   /* a page run */
+		return 8 * 1024 + rng_below(r, 24 * 1024 + 1);
+	return 33 * 1024 + rng_below(r, 200 * 1024);   /* a page run */
 }
 
 static void *thread_main(void *arg)
 {
 	struct job *job = arg;
-	struct mt_rng rng;
-	mt_seed(&rng, job->seed);
+	struct test_rng rng;
+	rng_seed(&rng, job->seed);
 	void *mine[PER_THREAD];
 	size_t mine_size[PER_THREAD];
 	unsigned nmine = 0;
@@ -59,7 +59,7 @@ static void *thread_main(void *arg)
 			continue;
 		}
 		fill_bytes(p, size < 512 ? size : 512, (uintptr_t)p);
-		if (mt_below(&rng, 2)) {
+		if (rng_below(&rng, 2)) {
 			mine[nmine] = p;
 			mine_size[nmine++] = size;
 		} else {
