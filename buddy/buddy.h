@@ -105,6 +105,12 @@ struct za_zone {
 	 * free pages may be clear. Kept beside the page map, so counting the
 	 * released pages of a range is a few popcounts. */
 	uint64_t *resident;
+	/* A byte per page: 0 unless the page is in a slab, else the slab's
+	 * order + 1. Slabs are buddy blocks, aligned to their size, so the
+	 * head of the slab holding pfn is pfn with the low `order` bits clear:
+	 * free() finds a slab from 16 KiB of dense map (a cache line covers
+	 * 256 KiB of heap) instead of a 64-byte entry per page. */
+	uint8_t *slab_map;
 	int index;
 	_Atomic int active;        /* mapped and serving */
 	pthread_mutex_t lock;
@@ -141,7 +147,19 @@ static inline struct za_zone *za_zone_of(const void *addr)
 }
 
 #define ZA_PAGE_MAP_BYTES \
-	((size_t)ZA_ZONE_PAGES * sizeof(struct za_page) + ZA_ZONE_PAGES / 8)
+	((size_t)ZA_ZONE_PAGES * sizeof(struct za_page) + ZA_ZONE_PAGES / 8 + ZA_ZONE_PAGES)
+
+/* The head page of the slab that holds page pfn, or NULL when the page is
+ * not in a slab. One byte load. */
+static inline struct za_page *za_slab_head_of(const struct za_zone *zone, uint32_t pfn,
+					      uint32_t *head_pfn)
+{
+	unsigned so = zone->slab_map[pfn];
+	if (!so)
+		return NULL;
+	*head_pfn = pfn & ~((1u << (so - 1)) - 1);
+	return &zone->pages[*head_pfn];
+}
 
 static inline bool za_page_resident(const struct za_zone *zone, uint32_t pfn)
 {

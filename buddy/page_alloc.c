@@ -13,6 +13,8 @@
  */
 #include "buddy/pcp.h"
 
+#include <string.h>
+
 /* ---- free lists (zone lock held) ---- */
 
 static inline void __commit_add(int64_t pages)
@@ -441,6 +443,7 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order)
 		head[i].state = ZA_PG_SLAB_TAIL;
 		head[i].count = i;
 	}
+	memset(&zone->slab_map[pfn], (int)order + 1, (size_t)1 << order);
 	pthread_mutex_unlock(&zone->lock);
 	return head;
 }
@@ -453,6 +456,7 @@ void za_buddy_free_slab(void *block)
 	unsigned order = head->order;
 
 	pthread_mutex_lock(&zone->lock);
+	memset(&zone->slab_map[pfn], 0, (size_t)1 << order);
 	for (uint32_t i = 1; i < (1u << order); i++) {
 		head[i].state = ZA_PG_TAIL;
 		head[i].count = 0;

@@ -88,6 +88,7 @@ za_status za_zone_grow(unsigned order)
 		}
 		zone->pages = map;
 		zone->resident = (uint64_t *)(zone->pages + ZA_ZONE_PAGES);
+		zone->slab_map = (uint8_t *)(zone->resident + ZA_ZONE_PAGES / 64);
 		pthread_mutex_init(&zone->lock, NULL);
 		zone->index = slot;
 	}

@@ -119,8 +119,11 @@ size_t za_policy_reclaim_all(void);
 /* Releases retained pages until `want` pages are released or nothing is
  * left; returns pages released. */
 size_t za_policy_direct_reclaim(size_t want);
-/* Upper layers register how to drain their caches (slab: empty slabs). */
-typedef size_t (*za_drain_fn)(void);
+/* Upper layers register how to drain their caches (slab: empty slabs):
+ * everything they hold for reuse when `all` (the slow path, trim), else
+ * what has waited a decay time (the decay pass). Returns blocks given
+ * back. */
+typedef size_t (*za_drain_fn)(bool all);
 void za_policy_register_drain(za_drain_fn fn);
 size_t za_policy_drain(void);
 

@@ -41,6 +41,11 @@ uint64_t za_policy_direct_pages(void)
 static void decay_run(void)
 {
 	uint64_t decay = za_policy_decay_ms();
+	for (int i = 0; i < DRAIN_HOOKS; i++) {
+		za_drain_fn fn = __atomic_load_n(&drain_hooks[i], __ATOMIC_ACQUIRE);
+		if (fn)
+			fn(false);
+	}
 	za_reclaim_pass(decay, SIZE_MAX, 512);
 	za_reclaim_zones();
 	atomic_fetch_add_explicit(&st_decay_passes, 1, memory_order_relaxed);
@@ -94,7 +99,7 @@ size_t za_policy_drain(void)
 	for (int i = 0; i < DRAIN_HOOKS; i++) {
 		za_drain_fn fn = __atomic_load_n(&drain_hooks[i], __ATOMIC_ACQUIRE);
 		if (fn)
-			pages += fn();
+			pages += fn(true);
 	}
 	/* Slabs given back land in this thread's cache: drain once more. */
 	za_pcp_drain_self();

@@ -275,7 +275,7 @@ void *za_shim_realloc(void *p, size_t size)
 	if (likely(zone)) {
 		uint32_t pfn = za_pfn_of(zone, p);
 		struct za_page *page = &zone->pages[pfn];
-		struct za_slab *slab = za_shim_slab_at(zone, page, pfn, p, "realloc");
+		struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "realloc");
 		if (slab) {
 			size_t usable = za_classes[za_slab_class(slab)].size;
 			/* In place while the object is no more than half empty. */

@@ -55,36 +55,34 @@ static inline void *za_shim_malloc(size_t size)
 }
 
 /*
- * If `p`, whose page is `pfn` with entry `page` in `zone`, is in a slab,
- * returns its slab and checks that p is the start of an object; NULL when
- * the page is not a slab's.
+ * If `p`, at page `pfn` of `zone`, is in a slab, returns its slab and
+ * checks that p is the start of an object; NULL when the page is not a
+ * slab's. The slab map byte, then the slab's head entry.
  */
-static inline struct za_slab *za_shim_slab_at(struct za_zone *zone, struct za_page *page,
-					      uint32_t pfn, void *p, const char *call)
+static inline struct za_slab *za_shim_slab_at(struct za_zone *zone, uint32_t pfn, void *p,
+					      const char *call)
 {
-	if (page->state == ZA_PG_SLAB_TAIL) {
-		pfn -= page->count;
-		page -= page->count;
-	}
-	if (unlikely(page->state != ZA_PG_SLAB))
+	uint32_t head;
+	struct za_page *page = za_slab_head_of(zone, pfn, &head);
+	if (!page)
 		return NULL;
-	unsigned cls = page->owner_data;
-	uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)za_page_addr(zone, pfn));
+	struct za_slab *slab = za_page_slab(page);
+	unsigned cls = slab->cls;
+	uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)za_page_addr(zone, head));
 	uint32_t idx = za_class_index(cls, off);
-	if (unlikely(idx * za_classes[cls].size != off || idx >= za_classes[cls].capacity))
+	if (unlikely(idx * za_classes[cls].size != off || idx >= slab->capacity))
 		za_shim_bad_slab_pointer(p, call);
-	return za_page_slab(page);
+	return slab;
 }
 
 /* The slab of a slab object p (checked as above); NULL when p is not in a
- * slab (a run, a huge mapping, or not ours). Two loads to the page map. */
+ * slab (a run, a huge mapping, or not ours). */
 static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
 {
 	struct za_zone *zone = za_zone_of(p);
 	if (unlikely(!zone))
 		return NULL;
-	uint32_t pfn = za_pfn_of(zone, p);
-	return za_shim_slab_at(zone, &zone->pages[pfn], pfn, p, call);
+	return za_shim_slab_at(zone, za_pfn_of(zone, p), p, call);
 }
 
 /* free: slab objects inline; everything else one tail call away, so the
@@ -96,7 +94,7 @@ static inline void za_shim_free(void *p)
 	struct za_zone *zone = za_zone_of(p);
 	if (likely(zone)) {
 		uint32_t pfn = za_pfn_of(zone, p);
-		struct za_slab *slab = za_shim_slab_at(zone, &zone->pages[pfn], pfn, p, "free");
+		struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "free");
 		if (likely(slab)) {
 			za_slab_free(slab, p);
 			return;

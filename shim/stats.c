@@ -90,12 +90,15 @@ ZA_EXPORT void za_stats_print(int fd)
 	size_t huge_count, huge_bytes;
 	za_slab_stats_get(&ss);
 	za_huge_stats(&huge_count, &huge_bytes);
-	za_dprintf(fd, "  slabs: %llu live, %llu made, %llu given back, %llu abandoned, %llu adopted, "
-		   "%llu remote frees; %llu thread heaps live of %llu\n",
+	za_dprintf(fd, "  slabs: %llu live, %llu made, %llu given back, %llu empty ones reused, "
+		   "%llu remote frees (%llu to full slabs)\n",
 		   (unsigned long long)ss.slabs_live, (unsigned long long)ss.slabs_created,
-		   (unsigned long long)ss.slabs_released, (unsigned long long)ss.slabs_abandoned,
-		   (unsigned long long)ss.slabs_adopted, (unsigned long long)ss.remote_frees,
-		   (unsigned long long)ss.heaps_live, (unsigned long long)ss.heaps_created);
+		   (unsigned long long)ss.slabs_released, (unsigned long long)ss.slabs_reused,
+		   (unsigned long long)ss.remote_frees, (unsigned long long)ss.delayed_frees);
+	za_dprintf(fd, "  thread heaps: %llu live, %llu made, %llu adopted from exited threads, "
+		   "%llu waiting\n",
+		   (unsigned long long)ss.heaps_live, (unsigned long long)ss.heaps_created,
+		   (unsigned long long)ss.heaps_adopted, (unsigned long long)ss.heaps_orphaned);
 	za_dprintf(fd, "  huge: %zu mappings, %zu KiB\n", huge_count, huge_bytes >> 10);
 	za_dprintf(fd, "  reclaim: %llu passes, %llu pages released in %llu madvise calls, "
 		   "%llu decay passes, %llu pages by direct reclaim, %llu background wakeups\n",

@@ -1,16 +1,14 @@
 /*
- * Thread heaps: made on a thread's first malloc, handed back when the
- * thread exits. Slabs that still hold live objects at exit are abandoned
- * (owner NULL) onto a list per class, from which other threads adopt them
- * before they take new blocks from the buddy core.
+ * Thread heaps: adopted or made on a thread's first malloc, handed to the
+ * orphan pool whole when the thread exits, tidied by whoever holds them;
+ * and the empty slabs a heap keeps for reuse.
  */
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
 #include "policy/policy.h"
 #include "slab/slab.h"
-
-extern struct za_slab za_slab_empty;
 
 struct za_theap za_theap_empty = {
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
@@ -19,117 +17,215 @@ struct za_theap za_theap_empty = {
 __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec"))) =
 	&za_theap_empty;
 
-static struct za_theap *heaps_all;
+/* Every heap ever made (for stats and fork) and the orphan pool, under
+ * heaps_lock. */
+static struct za_theap *heaps_all, *heaps_pool;
+static uint64_t heaps_orphaned;
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct za_slab *abandoned[ZA_NCLASSES];   /* rings via next/prev */
 static pthread_key_t heap_key;
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
 
-/* ---- the abandoned lists (abandoned_lock held) ---- */
-
-static void __abandoned_push(unsigned cls, struct za_slab *slab)
+static uint32_t now_ms32(void)
 {
-	slab->prev = NULL;
-	slab->next = abandoned[cls];
-	if (abandoned[cls])
-		abandoned[cls]->prev = slab;
-	abandoned[cls] = slab;
+	return (uint32_t)za_now_ms_cheap();
 }
 
-static void __abandoned_unlink(unsigned cls, struct za_slab *slab)
+/* ---- kept empty slabs ----
+ *
+ * The one part of a heap another thread may touch: the decay pass and the
+ * policy's drain give back other heaps' kept empty slabs, so memory an
+ * idle thread kept goes back as free pages do. A small lock per heap
+ * (taken by its holder only when a slab empties or is needed, never on a
+ * fast path) guards the lists; heaps_lock is taken before it.
+ */
+
+static void empty_lock(struct za_theap *heap)
+{
+	while (atomic_exchange_explicit(&heap->empty_lock, 1, memory_order_acquire))
+		sched_yield();
+}
+
+static void empty_unlock(struct za_theap *heap)
+{
+	atomic_store_explicit(&heap->empty_lock, 0, memory_order_release);
+}
+
+/* The most empty pages a heap keeps: what it recently had in use. */
+static uint32_t keep_budget(struct za_theap *heap)
+{
+	uint32_t now = now_ms32();
+	if (now - heap->peak_ms > (uint32_t)za_policy_decay_ms()) {
+		heap->peak_ms = now;
+		heap->peak_pages = heap->used_pages;
+	}
+	return heap->peak_pages > ZA_SLAB_KEEP_MIN_PAGES ? heap->peak_pages
+							 : ZA_SLAB_KEEP_MIN_PAGES;
+}
+
+static void __empty_unlink(struct za_theap *heap, struct za_slab *slab, unsigned order)
 {
 	if (slab->prev)
 		slab->prev->next = slab->next;
 	else
-		abandoned[cls] = slab->next;
+		heap->empty[order] = slab->next;
 	if (slab->next)
 		slab->next->prev = slab->prev;
+	else
+		heap->empty_tail[order] = slab->prev;
 	slab->next = slab->prev = NULL;
+	slab->where = ZA_SLAB_NONE;
+	heap->empty_pages -= 1u << order;
 }
 
-void *za_slab_abandoned_take(unsigned cls, struct za_theap *heap)
+/* Takes the kept empty slabs that have waited a decay time (all of them
+ * when `all`) off the lists, chained through `next` (empty lock held). */
+static struct za_slab *__empty_aged(struct za_theap *heap, bool all)
 {
-	if (!__atomic_load_n(&abandoned[cls], __ATOMIC_RELAXED))
+	uint32_t now = now_ms32(), decay = (uint32_t)za_policy_decay_ms();
+	struct za_slab *out = NULL;
+	for (unsigned k = 0; k <= ZA_SLAB_MAX_ORDER; k++) {
+		struct za_slab *slab;
+		while ((slab = heap->empty_tail[k]) &&
+		       (all || now - za_slab_page(slab)->next >= decay)) {
+			__empty_unlink(heap, slab, k);
+			slab->next = out;
+			out = slab;
+		}
+	}
+	return out;
+}
+
+static size_t release_chain(struct za_theap *heap, struct za_slab *slab)
+{
+	size_t n = 0;
+	while (slab) {
+		struct za_slab *next = slab->next;
+		slab->next = NULL;
+		za_slab_release(heap, slab);
+		slab = next;
+		n++;
+	}
+	return n;
+}
+
+/* Gives back the heap's kept empty slabs that have waited a decay time
+ * (all of them when `all`). Any thread may. */
+static size_t empty_decay(struct za_theap *heap, bool all)
+{
+	empty_lock(heap);
+	struct za_slab *aged = __empty_aged(heap, all);
+	empty_unlock(heap);
+	return release_chain(heap, aged);
+}
+
+/* An empty slab on no list: kept (newest first, stamped with the time)
+ * while the heap's recent use covers it, else given back. */
+void za_slab_keep_empty(struct za_theap *heap, struct za_slab *slab)
+{
+	unsigned order = za_slab_page(slab)->order;
+	uint32_t budget = keep_budget(heap);
+	empty_lock(heap);
+	struct za_slab *aged = __empty_aged(heap, false);
+	bool keep = heap->empty_pages + (1u << order) <= budget;
+	if (keep) {
+		za_slab_page(slab)->next = now_ms32();
+		slab->prev = NULL;
+		slab->next = heap->empty[order];
+		if (slab->next)
+			slab->next->prev = slab;
+		else
+			heap->empty_tail[order] = slab;
+		heap->empty[order] = slab;
+		slab->where = ZA_SLAB_EMPTY;
+		heap->empty_pages += 1u << order;
+	}
+	empty_unlock(heap);
+	if (!keep)
+		za_slab_release(heap, slab);
+	release_chain(heap, aged);
+}
+
+struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order)
+{
+	if (!__atomic_load_n(&heap->empty[order], __ATOMIC_RELAXED))
 		return NULL;
-	pthread_mutex_lock(&abandoned_lock);
-	struct za_slab *slab = abandoned[cls];
-	if (slab) {
-		__abandoned_unlink(cls, slab);
-		za_slab_collect(slab);
-	}
-	pthread_mutex_unlock(&abandoned_lock);
-	if (slab) {
-		za_slab_adopt(heap, cls, slab);
-		atomic_fetch_add_explicit(&za_slab_counters.adopted, 1, memory_order_relaxed);
-	}
+	empty_lock(heap);
+	struct za_slab *slab = heap->empty[order];
+	if (slab)
+		__empty_unlink(heap, slab, order);
+	empty_unlock(heap);
 	return slab;
 }
 
-/* Frees abandoned slabs whose objects have all come home. */
-static void release_abandoned_empty(void)
+/* ---- tidying: what the holder of a heap does before handing it on ---- */
+
+/*
+ * Brings every delayed and remote free home and gives back the slabs that
+ * are empty: all of them when `keep_nothing`, else as a local free would.
+ * (A FULL slab's remote frees arrive as a delayed free first, which moves
+ * it back to its queue; so only the queues need a look.)
+ */
+void za_slab_tidy(struct za_theap *heap, bool keep_nothing)
 {
-	struct za_slab *release = NULL;
-	pthread_mutex_lock(&abandoned_lock);
+	struct za_slab *slab;
+	za_slab_delayed_collect(heap);
 	for (unsigned cls = 0; cls < ZA_NCLASSES; cls++) {
-		struct za_slab *slab = abandoned[cls];
-		while (slab) {
+		slab = heap->cur[cls];
+		while (slab != &za_slab_empty && slab) {
 			struct za_slab *next = slab->next;
 			za_slab_collect(slab);
-			if (slab->used == 0) {
-				__abandoned_unlink(cls, slab);
-				slab->next = release;
-				release = slab;
+			if (slab->used == 0 && (keep_nothing || slab != heap->cur[cls])) {
+				za_slab_queue_remove(heap, slab);
+				heap->used_pages -= 1u << za_slab_page(slab)->order;
+				if (keep_nothing)
+					za_slab_release(heap, slab);
+				else
+					za_slab_keep_empty(heap, slab);
 			}
 			slab = next;
 		}
 	}
-	pthread_mutex_unlock(&abandoned_lock);
-	while (release) {
-		struct za_slab *next = release->next;
-		release->next = NULL;
-		za_slab_release(release);
-		release = next;
-	}
+	empty_decay(heap, keep_nothing);
 }
 
-/* ---- heap lifetime ---- */
+/* ---- the orphan pool ---- */
 
-/* Hands every slab of `heap` back: empty ones to the buddy core, the rest
- * to the abandoned lists. */
-static void heap_abandon(struct za_theap *heap)
+/* Takes every orphan out of the pool (heaps_lock held). */
+static struct za_theap *__pool_take_all(void)
 {
-	for (unsigned cls = 0; cls < ZA_NCLASSES; cls++) {
-		struct za_slab *slab;
-		while ((slab = heap->ring[cls])) {
-			za_slab_ring_remove(heap, cls, slab);
-			za_slab_collect(slab);
-			if (slab->used == 0) {
-				za_slab_release(slab);
-				continue;
-			}
-			atomic_store_explicit(&slab->owner, NULL, memory_order_release);
-			pthread_mutex_lock(&abandoned_lock);
-			__abandoned_push(cls, slab);
-			pthread_mutex_unlock(&abandoned_lock);
-			atomic_fetch_add_explicit(&za_slab_counters.abandoned, 1,
-						  memory_order_relaxed);
-		}
-		heap->cur[cls] = &za_slab_empty;
-	}
+	struct za_theap *list = heaps_pool;
+	heaps_pool = NULL;
+	return list;
 }
 
-/* Off the list of heaps (heaps_lock held); its count goes to the total. */
-static void heap_unlink(struct za_theap *heap)
+static void __pool_push(struct za_theap *heap)
 {
-	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, heap->remote_frees,
-				  memory_order_relaxed);
-	if (heap->prev)
-		heap->prev->next = heap->next;
-	else
-		heaps_all = heap->next;
-	if (heap->next)
-		heap->next->prev = heap->prev;
+	heap->orphan = true;
+	heap->pool_next = heaps_pool;
+	heaps_pool = heap;
+}
+
+/* Tidies every orphan, giving back what they no longer need. Orphans are
+ * out of the pool meanwhile, so no new thread adopts one mid-way. */
+static void orphans_tidy(void)
+{
+	pthread_mutex_lock(&heaps_lock);
+	struct za_theap *list = __pool_take_all();
+	pthread_mutex_unlock(&heaps_lock);
+	if (!list)
+		return;
+	struct za_theap *last = list;
+	for (struct za_theap *h = list; h; h = h->pool_next) {
+		h->orphan = false;   /* held: a fork meanwhile drops it */
+		za_slab_tidy(h, true);
+		last = h;
+	}
+	pthread_mutex_lock(&heaps_lock);
+	for (struct za_theap *h = list; h; h = h->pool_next)
+		h->orphan = true;
+	last->pool_next = heaps_pool;
+	heaps_pool = list;
+	pthread_mutex_unlock(&heaps_lock);
 }
 
 static void heap_thread_exit(void *arg)
@@ -137,22 +233,32 @@ static void heap_thread_exit(void *arg)
 	struct za_theap *heap = arg;
 	/* Frees during the rest of the thread's exit are remote frees. */
 	za_tls_heap = &za_theap_empty;
-	heap_abandon(heap);
+	za_slab_tidy(heap, true);
 	pthread_mutex_lock(&heaps_lock);
-	heap_unlink(heap);
+	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, heap->remote_frees,
+				  memory_order_relaxed);
+	heap->remote_frees = 0;
+	__pool_push(heap);
+	heaps_orphaned++;
 	pthread_mutex_unlock(&heaps_lock);
-	za_meta_free(heap, sizeof *heap);
 	atomic_fetch_sub_explicit(&za_slab_counters.heaps_live, 1, memory_order_relaxed);
-	release_abandoned_empty();
 }
 
-/* The policy's drain step: this thread's empty slabs and the abandoned
- * empty ones go back to the buddy core. */
-static size_t slab_drain(void)
+/* Kept empty slabs of every heap: the aged ones for the decay pass, all
+ * of them for the drain step; then the orphans are tidied. */
+static size_t slab_drain(bool all)
 {
+	size_t n = 0;
+	pthread_mutex_lock(&heaps_lock);
+	for (struct za_theap *heap = heaps_all; heap; heap = heap->next)
+		n += empty_decay(heap, all);
+	pthread_mutex_unlock(&heaps_lock);
 	uint64_t before = atomic_load(&za_slab_counters.released);
-	za_slab_release_empty(za_tls_heap);
-	return (size_t)(atomic_load(&za_slab_counters.released) - before);
+	if (all)
+		za_slab_release_empty(za_tls_heap);
+	else
+		orphans_tidy();
+	return n + (size_t)(atomic_load(&za_slab_counters.released) - before);
 }
 
 static void heap_key_create(void)
@@ -167,46 +273,50 @@ static void heap_key_create(void)
 	za_slab_free_mark = seed | 1;
 }
 
-struct za_theap *za_theap_create(void)
+/* This thread's heap: an orphan from the pool, else a new one. */
+struct za_theap *za_theap_acquire(void)
 {
 	pthread_once(&heap_once, heap_key_create);
-	struct za_theap *heap = za_meta_alloc(sizeof *heap);
-	if (!heap)
-		return NULL;
-	for (unsigned cls = 0; cls < ZA_NCLASSES; cls++)
-		heap->cur[cls] = &za_slab_empty;
 	pthread_mutex_lock(&heaps_lock);
-	heap->next = heaps_all;
-	if (heaps_all)
-		heaps_all->prev = heap;
-	heaps_all = heap;
+	struct za_theap *heap = heaps_pool;
+	if (heap) {
+		heaps_pool = heap->pool_next;
+		heap->pool_next = NULL;
+		heap->orphan = false;
+		heaps_orphaned--;
+	}
 	pthread_mutex_unlock(&heaps_lock);
+	if (heap) {
+		atomic_fetch_add_explicit(&za_slab_counters.heaps_adopted, 1, memory_order_relaxed);
+	} else {
+		heap = za_meta_alloc(sizeof *heap);
+		if (!heap)
+			return NULL;
+		for (unsigned cls = 0; cls < ZA_NCLASSES; cls++)
+			heap->cur[cls] = &za_slab_empty;
+		heap->peak_ms = now_ms32();
+		pthread_mutex_lock(&heaps_lock);
+		heap->next = heaps_all;
+		if (heaps_all)
+			heaps_all->prev = heap;
+		heaps_all = heap;
+		pthread_mutex_unlock(&heaps_lock);
+		atomic_fetch_add_explicit(&za_slab_counters.heaps_created, 1, memory_order_relaxed);
+	}
 	za_tls_heap = heap;
 	pthread_setspecific(heap_key, heap);
-	atomic_fetch_add_explicit(&za_slab_counters.heaps_created, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&za_slab_counters.heaps_live, 1, memory_order_relaxed);
 	return heap;
 }
 
-/* malloc_trim: this thread's empty slabs and the abandoned empty ones go
- * back to the buddy core. Other threads' heaps are theirs to trim. */
+/* malloc_trim and the drain step: this thread's empty slabs, kept or not,
+ * and the orphans' go back to the buddy core. Other threads' heaps are
+ * theirs to trim. */
 void za_slab_release_empty(struct za_theap *heap)
 {
-	if (!heap->is_empty_sentinel) {
-		for (unsigned cls = 0; cls < ZA_NCLASSES; cls++) {
-			struct za_slab *slab = heap->ring[cls];
-			for (unsigned n = heap->nslabs[cls]; n; n--) {
-				struct za_slab *next = slab->next;
-				za_slab_collect(slab);
-				if (slab->used == 0) {
-					za_slab_ring_remove(heap, cls, slab);
-					za_slab_release(slab);
-				}
-				slab = next;
-			}
-		}
-	}
-	release_abandoned_empty();
+	if (!heap->is_empty_sentinel)
+		za_slab_tidy(heap, true);
+	orphans_tidy();
 }
 
 void za_slab_stats_get(struct za_slab_stats *st)
@@ -215,15 +325,17 @@ void za_slab_stats_get(struct za_slab_stats *st)
 	st->slabs_created = atomic_load(&za_slab_counters.created);
 	st->slabs_released = atomic_load(&za_slab_counters.released);
 	st->slabs_live = st->slabs_created - st->slabs_released;
-	st->slabs_abandoned = atomic_load(&za_slab_counters.abandoned);
-	st->slabs_adopted = atomic_load(&za_slab_counters.adopted);
+	st->slabs_reused = atomic_load(&za_slab_counters.reused);
 	st->remote_frees = atomic_load(&za_slab_counters.remote_frees);
+	st->delayed_frees = atomic_load(&za_slab_counters.delayed_frees);
 	pthread_mutex_lock(&heaps_lock);
 	for (struct za_theap *heap = heaps_all; heap; heap = heap->next)
 		st->remote_frees += __atomic_load_n(&heap->remote_frees, __ATOMIC_RELAXED);
+	st->heaps_orphaned = heaps_orphaned;
 	pthread_mutex_unlock(&heaps_lock);
 	st->heaps_live = atomic_load(&za_slab_counters.heaps_live);
 	st->heaps_created = atomic_load(&za_slab_counters.heaps_created);
+	st->heaps_adopted = atomic_load(&za_slab_counters.heaps_adopted);
 }
 
 /* ---- fork ---- */
@@ -231,31 +343,41 @@ void za_slab_stats_get(struct za_slab_stats *st)
 void za_slab_lock_all(void)
 {
 	pthread_mutex_lock(&heaps_lock);
-	pthread_mutex_lock(&abandoned_lock);
 }
 
 void za_slab_unlock_all(void)
 {
-	pthread_mutex_unlock(&abandoned_lock);
 	pthread_mutex_unlock(&heaps_lock);
 }
 
-/* In the child, the other threads' heaps have no thread: abandon their
- * slabs so this thread can adopt them. */
+/*
+ * In the child, the heaps of the other threads have no thread. One may
+ * have been mid-way through a malloc or free when the fork came (the fast
+ * paths take no lock), so they are not trusted and not reused: they leave
+ * the list of heaps, their memory unused by the child, and frees of their
+ * objects are remote frees that nobody collects. The orphans in the pool
+ * were held by nobody (their tidier holds heaps_lock or took them out of
+ * the pool), so they stay.
+ */
 void za_slab_reset_child(void)
 {
 	pthread_mutex_init(&heaps_lock, NULL);
-	pthread_mutex_init(&abandoned_lock, NULL);
 	struct za_theap *heap = heaps_all;
+	heaps_all = NULL;
+	uint64_t live = 0;
 	while (heap) {
 		struct za_theap *next = heap->next;
-		if (heap != za_tls_heap) {
-			heap_abandon(heap);
-			heap_unlink(heap);
-			za_meta_free(heap, sizeof *heap);
-			atomic_fetch_sub_explicit(&za_slab_counters.heaps_live, 1,
-						  memory_order_relaxed);
+		bool keep = heap->orphan || heap == za_tls_heap;
+		if (keep) {
+			atomic_store_explicit(&heap->empty_lock, 0, memory_order_relaxed);
+			heap->prev = NULL;
+			heap->next = heaps_all;
+			if (heaps_all)
+				heaps_all->prev = heap;
+			heaps_all = heap;
+			live += heap == za_tls_heap;
 		}
 		heap = next;
 	}
+	atomic_store_explicit(&za_slab_counters.heaps_live, live, memory_order_relaxed);
 }

@@ -1,15 +1,18 @@
 /*
- * Slabs: creating one over a buddy block, refilling a thread's current
- * slab (remote frees, carving), and giving empty slabs back.
+ * Slabs: making one over a buddy block, the queues a heap keeps them on,
+ * refilling a thread's current slab (remote frees, carving), frees that
+ * are not the fast path, and giving empty slabs back.
  */
 #include "slab/slab.h"
+
+#include <sched.h>
 
 #include "policy/policy.h"
 
 uintptr_t za_slab_free_mark;
 
 /* The sentinel every class of a new heap starts on: never has objects. */
-struct za_slab za_slab_empty;
+struct za_slab za_slab_empty = { .where = ZA_SLAB_NONE };
 
 struct za_slab_counters za_slab_counters;
 
@@ -20,17 +23,90 @@ static inline char *slab_base(struct za_slab *slab)
 	return za_page_addr(zone, (uint32_t)(page - zone->pages));
 }
 
-/* Moves every remote free onto the local list (owner, or the abandoned
- * lists' lock holder). */
+static inline unsigned slab_order(struct za_slab *slab)
+{
+	return za_slab_page(slab)->order;
+}
+
+/* ---- the lists of a heap (its holder only) ---- */
+
+/* The class queue: a NULL-terminated list whose head is cur[cls]. */
+static void queue_push_front(struct za_theap *heap, struct za_slab *slab)
+{
+	struct za_slab *head = heap->cur[slab->cls];
+	slab->prev = NULL;
+	slab->next = head == &za_slab_empty ? NULL : head;
+	if (slab->next)
+		slab->next->prev = slab;
+	heap->cur[slab->cls] = slab;
+	slab->where = ZA_SLAB_AVAIL;
+}
+
+/* Second in the queue: the next slab the class takes once cur runs dry. */
+static void queue_insert_next(struct za_theap *heap, struct za_slab *slab)
+{
+	struct za_slab *head = heap->cur[slab->cls];
+	if (head == &za_slab_empty) {
+		queue_push_front(heap, slab);
+		return;
+	}
+	slab->prev = head;
+	slab->next = head->next;
+	if (head->next)
+		head->next->prev = slab;
+	head->next = slab;
+	slab->where = ZA_SLAB_AVAIL;
+}
+
+void za_slab_queue_remove(struct za_theap *heap, struct za_slab *slab)
+{
+	if (slab->prev)
+		slab->prev->next = slab->next;
+	else
+		heap->cur[slab->cls] = slab->next ? slab->next : &za_slab_empty;
+	if (slab->next)
+		slab->next->prev = slab->prev;
+	slab->next = slab->prev = NULL;
+	slab->where = ZA_SLAB_NONE;
+}
+
+static void full_push(struct za_theap *heap, struct za_slab *slab)
+{
+	slab->prev = NULL;
+	slab->next = heap->full;
+	if (heap->full)
+		heap->full->prev = slab;
+	heap->full = slab;
+	slab->where = ZA_SLAB_FULL;
+}
+
+void za_slab_full_remove(struct za_theap *heap, struct za_slab *slab)
+{
+	if (slab->prev)
+		slab->prev->next = slab->next;
+	else
+		heap->full = slab->next;
+	if (slab->next)
+		slab->next->prev = slab->prev;
+	slab->next = slab->prev = NULL;
+	slab->where = ZA_SLAB_NONE;
+}
+
+/* ---- remote frees ---- */
+
+/* Moves the remote frees onto the local list (the holder of the heap). */
 bool za_slab_collect(struct za_slab *slab)
 {
 	/* A load first: most slabs have no remote frees, and the exchange
 	 * would take the line exclusive for nothing. */
-	if (!atomic_load_explicit(&slab->remote, memory_order_relaxed))
+	uintptr_t old = atomic_load_explicit(&slab->remote, memory_order_relaxed);
+	if (!(old & ~(uintptr_t)ZA_REMOTE_STATE))
 		return false;
-	void **list = atomic_exchange_explicit(&slab->remote, NULL, memory_order_acquire);
-	if (!list)
-		return false;
+	while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old,
+						      old & ZA_REMOTE_STATE,
+						      memory_order_acquire, memory_order_relaxed))
+		;
+	void **list = (void **)(old & ~(uintptr_t)ZA_REMOTE_STATE);
 	uint32_t n = 1;
 	void **tail = list;
 	while (tail[0]) {
@@ -39,15 +115,129 @@ bool za_slab_collect(struct za_slab *slab)
 	}
 	tail[0] = slab->free;
 	slab->free = list;
-	slab->used -= n;
+	slab->used = (uint16_t)(slab->used - n);
 	return true;
 }
 
+/* Sets the state bits to `to` if they are `from`, keeping the list. */
+static bool remote_state_swap(struct za_slab *slab, unsigned from, unsigned to)
+{
+	uintptr_t old = atomic_load_explicit(&slab->remote, memory_order_relaxed);
+	do {
+		if ((old & ZA_REMOTE_STATE) != from)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old,
+							(old & ~(uintptr_t)ZA_REMOTE_STATE) | to,
+							memory_order_acq_rel, memory_order_relaxed));
+	return true;
+}
+
+/* The slab has nothing to give: asks for a notice on its next remote
+ * free. False when a remote free came first (collect it instead). */
+static bool slab_mark_full(struct za_slab *slab)
+{
+	uintptr_t old = atomic_load_explicit(&slab->remote, memory_order_relaxed);
+	for (;;) {
+		if (old & ~(uintptr_t)ZA_REMOTE_STATE)
+			return false;
+		if ((old & ZA_REMOTE_STATE) == ZA_REMOTE_NOTIFYING) {
+			/* A notice of the slab's last full spell is on its way. */
+			sched_yield();
+			old = atomic_load_explicit(&slab->remote, memory_order_relaxed);
+			continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(&slab->remote, &old, ZA_REMOTE_NOTIFY,
+							  memory_order_acq_rel, memory_order_relaxed))
+			return true;
+	}
+}
+
+void za_slab_free_remote(struct za_slab *slab, void *obj)
+{
+	void **p = obj;
+	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
+	uintptr_t old = atomic_load_explicit(&slab->remote, memory_order_relaxed), new;
+	bool notify;
+	do {
+		notify = (old & ZA_REMOTE_STATE) == ZA_REMOTE_NOTIFY;
+		if (notify) {
+			new = (old & ~(uintptr_t)ZA_REMOTE_STATE) | ZA_REMOTE_NOTIFYING;
+		} else {
+			p[0] = (void *)(old & ~(uintptr_t)ZA_REMOTE_STATE);
+			new = (uintptr_t)p | (old & ZA_REMOTE_STATE);
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old, new,
+							memory_order_release,
+							memory_order_relaxed));
+	if (unlikely(notify)) {
+		/* The slab is FULL: the object goes to its heap's delayed list,
+		 * where the holder sees it. Heaps are never freed, so `owner`
+		 * is a heap even if its thread is gone. */
+		struct za_theap *owner = slab->owner;
+		void *head = atomic_load_explicit(&owner->delayed, memory_order_relaxed);
+		do {
+			p[0] = head;
+		} while (!atomic_compare_exchange_weak_explicit(&owner->delayed, &head, p,
+								memory_order_release,
+								memory_order_relaxed));
+		remote_state_swap(slab, ZA_REMOTE_NOTIFYING, ZA_REMOTE_NORMAL);
+		atomic_fetch_add_explicit(&za_slab_counters.delayed_frees, 1, memory_order_relaxed);
+	}
+	struct za_theap *heap = za_tls_heap;
+	if (likely(!heap->is_empty_sentinel))
+		__atomic_store_n(&heap->remote_frees, heap->remote_frees + 1, __ATOMIC_RELAXED);
+	else
+		atomic_fetch_add_explicit(&za_slab_counters.remote_frees, 1, memory_order_relaxed);
+}
+
+/* The holder frees a block of its own heap that is already marked free
+ * (a delayed free): as the free fast path would, then the slow cases. */
+static void free_local(struct za_theap *heap, struct za_slab *slab, void **p)
+{
+	void *old = slab->free;
+	p[0] = old;
+	slab->free = p;
+	if (--slab->used == 0 || !old)
+		za_slab_free_slow(heap, slab);
+}
+
+/* Frees the objects other threads put on the heap's delayed list. One
+ * whose slab is still NOTIFYING goes back on the list for next time. */
+void za_slab_delayed_collect(struct za_theap *heap)
+{
+	void **list = atomic_exchange_explicit(&heap->delayed, NULL, memory_order_acquire);
+	void **again = NULL, **again_tail = NULL;
+	while (list) {
+		void **next = list[0];
+		struct za_slab *slab = za_slab_of_object(list);
+		if ((atomic_load_explicit(&slab->remote, memory_order_acquire) & ZA_REMOTE_STATE) ==
+		    ZA_REMOTE_NOTIFYING) {
+			list[0] = again;
+			again = list;
+			if (!again_tail)
+				again_tail = list;
+		} else {
+			free_local(heap, slab, list);
+		}
+		list = next;
+	}
+	if (again) {
+		void *head = atomic_load_explicit(&heap->delayed, memory_order_relaxed);
+		do {
+			again_tail[0] = head;
+		} while (!atomic_compare_exchange_weak_explicit(&heap->delayed, &head, again,
+								memory_order_release,
+								memory_order_relaxed));
+	}
+}
+
+/* ---- making, refilling and giving back slabs ---- */
+
 /* Threads the next page's worth of never-used objects onto the free list:
  * a slab touches its memory as it is used, not when it is made. */
-static bool slab_carve(struct za_slab *slab, unsigned cls)
+static bool slab_carve(struct za_slab *slab)
 {
-	uint32_t size = za_classes[cls].size;
+	uint32_t size = za_classes[slab->cls].size;
 	if (slab->carved >= slab->capacity)
 		return false;
 	uint32_t batch = size >= ZA_PAGE_SIZE ? 1 : (uint32_t)(ZA_PAGE_SIZE / size);
@@ -66,77 +256,50 @@ static bool slab_carve(struct za_slab *slab, unsigned cls)
 	return true;
 }
 
-static bool slab_refill(struct za_slab *slab, unsigned cls)
-{
-	if (slab->free)
-		return true;
-	za_slab_collect(slab);
-	return slab->free || slab_carve(slab, cls);
-}
-
-static void ring_insert(struct za_theap *heap, unsigned cls, struct za_slab *slab)
-{
-	struct za_slab *head = heap->ring[cls];
-	if (!head) {
-		slab->next = slab->prev = slab;
-		heap->ring[cls] = slab;
-	} else {
-		slab->next = head;
-		slab->prev = head->prev;
-		head->prev->next = slab;
-		head->prev = slab;
-	}
-	heap->nslabs[cls]++;
-}
-
-void za_slab_ring_remove(struct za_theap *heap, unsigned cls, struct za_slab *slab)
-{
-	if (slab->next == slab) {
-		heap->ring[cls] = NULL;
-	} else {
-		slab->prev->next = slab->next;
-		slab->next->prev = slab->prev;
-		if (heap->ring[cls] == slab)
-			heap->ring[cls] = slab->next;
-	}
-	slab->next = slab->prev = NULL;
-	heap->nslabs[cls]--;
-	za_slab_unkeep(heap, slab);
-	if (heap->cur[cls] == slab)
-		heap->cur[cls] = heap->ring[cls] ? heap->ring[cls] : &za_slab_empty;
-}
-
-void za_slab_adopt(struct za_theap *heap, unsigned cls, struct za_slab *slab)
-{
-	atomic_store_explicit(&slab->owner, heap, memory_order_release);
-	ring_insert(heap, cls, slab);
-}
-
-static struct za_slab *slab_new(struct za_theap *heap, unsigned cls)
+/* Sets a slab up, empty, for class `cls` of heap `heap`. */
+static void slab_init(struct za_theap *heap, struct za_slab *slab, unsigned cls)
 {
 	const struct za_class_info *ci = &za_classes[cls];
-	za_status st;
-	void *block = za_policy_alloc_block(ci->order, za_policy_current(), &st);
-	if (!block)
-		return NULL;
-	struct za_page *head = za_buddy_make_slab(block, ci->order);
-	head->owner_data = (uint8_t)cls;
-	head->prev = (uint32_t)za_zone_of(block)->index;
-	head->count = 0;   /* not kept */
-	struct za_slab *slab = za_page_slab(head);
+	za_slab_page(slab)->owner_data = (uint8_t)cls;
 	slab->free = NULL;
-	atomic_store_explicit(&slab->remote, NULL, memory_order_relaxed);
+	atomic_store_explicit(&slab->remote, 0, memory_order_relaxed);
+	slab->next = slab->prev = NULL;
+	slab->owner = heap;
 	slab->used = 0;
 	slab->capacity = ci->capacity;
 	slab->carved = 0;
-	za_slab_adopt(heap, cls, slab);
-	atomic_fetch_add_explicit(&za_slab_counters.created, 1, memory_order_relaxed);
+	slab->cls = (uint8_t)cls;
+	slab->where = ZA_SLAB_NONE;
+}
+
+struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls)
+{
+	const struct za_class_info *ci = &za_classes[cls];
+	struct za_slab *slab = za_slab_take_empty(heap, ci->order);
+	if (slab) {
+		atomic_fetch_add_explicit(&za_slab_counters.reused, 1, memory_order_relaxed);
+	} else {
+		za_status st;
+		void *block = za_policy_alloc_block(ci->order, za_policy_current(), &st);
+		if (!block)
+			return NULL;
+		struct za_page *head = za_buddy_make_slab(block, ci->order);
+		head->prev = (uint32_t)za_zone_of(block)->index;
+		head->count = 0;
+		slab = za_page_slab(head);
+		atomic_fetch_add_explicit(&za_slab_counters.created, 1, memory_order_relaxed);
+	}
+	heap->used_pages += 1u << ci->order;
+	if (heap->used_pages > heap->peak_pages)
+		heap->peak_pages = heap->used_pages;
+	slab_init(heap, slab, cls);
 	return slab;
 }
 
-/* Gives an empty slab's block back to the buddy core. */
-void za_slab_release(struct za_slab *slab)
+/* Gives a slab that is on no list back to the buddy core. */
+void za_slab_release(struct za_theap *heap, struct za_slab *slab)
 {
+	(void)heap;
 	char *base = slab_base(slab);
 	struct za_page *page = za_slab_page(slab);
 	page->prev = ZA_PFN_NONE;
@@ -147,42 +310,36 @@ void za_slab_release(struct za_slab *slab)
 }
 
 /*
- * The generic allocation path: the current slab ran dry. Look for objects
- * in this order: remote frees and uncarved objects of the current slab,
- * the next few slabs of the ring, a slab abandoned by an exited thread,
- * and last a new slab from the buddy core.
+ * The generic allocation path: the current slab ran dry. Its remote frees
+ * come home, or its next page is carved; failing both it goes to the full
+ * list and the next slab of the queue takes over; with the queue empty, a
+ * kept empty slab of the same order or a new one from the buddy core.
  */
 void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 {
 	if (unlikely(heap->is_empty_sentinel)) {
-		heap = za_theap_create();
+		heap = za_theap_acquire();
 		if (!heap)
 			return NULL;
 	}
+	if (atomic_load_explicit(&heap->delayed, memory_order_relaxed))
+		za_slab_delayed_collect(heap);
 	struct za_slab *slab = heap->cur[cls];
-	if (slab != &za_slab_empty && !slab_refill(slab, cls)) {
-		struct za_slab *s = slab->next;
-		for (int i = 0; i < 16 && s != slab; i++, s = s->next)
-			if (slab_refill(s, cls)) {
-				za_slab_unkeep(heap, s);   /* in use again */
-				break;
-			}
-		slab = s;
-		heap->cur[cls] = s;   /* the next search starts further on */
+	while (slab != &za_slab_empty) {
+		if (slab->free || za_slab_collect(slab) || slab_carve(slab))
+			goto found;
+		if (!slab_mark_full(slab))
+			continue;   /* a remote free came in: collect it */
+		za_slab_queue_remove(heap, slab);
+		full_push(heap, slab);
+		slab = heap->cur[cls];
 	}
-	if (!slab->free) {
-		/* An abandoned slab may be full (its objects live on after their
-		 * thread): it is adopted all the same, its objects come home as
-		 * remote frees, and the search goes on. */
-		while ((slab = za_slab_abandoned_take(cls, heap)) && !slab_refill(slab, cls))
-			;
-		if (!slab) {
-			slab = slab_new(heap, cls);
-			if (!slab || !slab_refill(slab, cls))
-				return NULL;
-		}
-		heap->cur[cls] = slab;
-	}
+	slab = za_slab_new(heap, cls);
+	if (!slab)
+		return NULL;
+	queue_push_front(heap, slab);
+	slab_carve(slab);
+found:;
 	void **p = slab->free;
 	slab->free = p[0];
 	p[1] = NULL;
@@ -190,41 +347,25 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 	return p;
 }
 
-/* A local free emptied `slab`. The current slab of its class stays (so a
- * malloc/free loop at a slab boundary doesn't take and return a block each
- * time); any other empty slab goes back to the buddy core. */
+/* A local free found the slab's free list empty (it may be FULL) or left
+ * the slab empty. A FULL slab goes back to its class queue, next in line;
+ * an empty one, unless it is its class's current slab (so a malloc/free
+ * loop at a slab boundary doesn't take and return a block each time),
+ * is kept for reuse or given back. */
 void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 {
-	unsigned cls = za_slab_class(slab);
-	if (heap->cur[cls] == slab)
-		return;
-	/* Hysteresis: empty slabs, up to 1 MiB per thread, stay for the next
-	 * burst of allocations, so a program that fills and empties slabs in
-	 * waves doesn't take and return a block each time. */
-	uint32_t pages = 1u << za_classes[cls].order;
-	if (!za_slab_kept(slab) && heap->empty_pages + pages <= ZA_SLAB_KEEP_EMPTY_PAGES) {
-		za_slab_keep(heap, slab);
-		return;
+	if (slab->where == ZA_SLAB_FULL) {
+		za_slab_full_remove(heap, slab);
+		/* No longer full: remote frees go to the slab again. (If a
+		 * notifier is on its way it sets NORMAL itself.) */
+		remote_state_swap(slab, ZA_REMOTE_NOTIFY, ZA_REMOTE_NORMAL);
+		queue_insert_next(heap, slab);
 	}
-	za_slab_ring_remove(heap, cls, slab);
-	za_slab_release(slab);
-}
-
-void za_slab_free_remote(struct za_slab *slab, void *obj)
-{
-	void **p = obj;
-	void *old = atomic_load_explicit(&slab->remote, memory_order_relaxed);
-	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
-	do {
-		p[0] = old;
-	} while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old, p,
-							memory_order_release,
-							memory_order_relaxed));
-	struct za_theap *heap = za_tls_heap;
-	if (likely(!heap->is_empty_sentinel))
-		__atomic_store_n(&heap->remote_frees, heap->remote_frees + 1, __ATOMIC_RELAXED);
-	else
-		atomic_fetch_add_explicit(&za_slab_counters.remote_frees, 1, memory_order_relaxed);
+	if (slab->used == 0 && heap->cur[slab->cls] != slab) {
+		za_slab_queue_remove(heap, slab);
+		heap->used_pages -= 1u << slab_order(slab);
+		za_slab_keep_empty(heap, slab);
+	}
 }
 
 static bool list_holds(void *list, void *p, uint32_t limit)
@@ -237,16 +378,20 @@ static bool list_holds(void *list, void *p, uint32_t limit)
 
 /* The free mark was found: confirm against the lists before calling it a
  * double free (user data may hold the mark by chance), then free as usual.
- * Only the owner may walk the local list; anyone may walk the remote one. */
+ * Only the holder may walk the local and delayed lists; anyone may walk
+ * the remote one. */
 void za_slab_free_marked(struct za_slab *slab, void *p)
 {
-	bool owner = atomic_load_explicit(&slab->owner, memory_order_relaxed) == za_tls_heap;
+	struct za_theap *heap = za_tls_heap;
+	bool owner = slab->owner == heap;
 	uint32_t cap = slab->capacity;
-	if ((owner && list_holds(slab->free, p, cap)) ||
-	    list_holds(atomic_load_explicit(&slab->remote, memory_order_acquire), p, cap)) {
-		struct za_page *page = za_slab_page(slab);
+	void *remote = (void *)(atomic_load_explicit(&slab->remote, memory_order_acquire) &
+				~(uintptr_t)ZA_REMOTE_STATE);
+	if ((owner && (list_holds(slab->free, p, cap) ||
+		       list_holds(atomic_load_explicit(&heap->delayed, memory_order_acquire), p,
+				  UINT32_MAX))) ||
+	    list_holds(remote, p, cap))
 		za_fatal("free(%p): double free of a %u-byte slab object (zone %u)", p,
-			 za_classes[za_slab_class(slab)].size, page->prev);
-	}
+			 za_classes[slab->cls].size, za_slab_page(slab)->prev);
 	za_slab_free_unmarked(slab, p);
 }

@@ -1,15 +1,39 @@
 /*
  * The slab tier: small objects in slabs (one buddy block each, one size
- * class each), owned by thread heaps.
+ * class at a time), owned by thread heaps.
  *
- * Invariants of a slab (kept by its owner thread; see slab/slab.c):
- *  - every object is in exactly one place: handed out, on `free`, on
- *    `remote`, or not yet carved (index >= `carved`);
- *  - `used` = objects handed out + objects on `remote`; so used == 0 means
- *    every object is home and the slab may go back to the buddy core;
- *  - only the owner touches `free`, `used`, `carved` and the list links;
- *    other threads only push onto `remote` (lock-free);
- *  - `owner` is NULL while the slab is abandoned (its thread exited).
+ * Ownership. A slab belongs to one heap from the moment it is made until
+ * it goes back to the buddy core; it never moves to another heap. A heap
+ * is held by at most one thread at a time: the thread whose za_tls_heap
+ * it is, or, while the heap is an orphan in the pool, the thread that
+ * took it out to tidy it. A thread that exits hands its heap, with every
+ * slab still holding live objects, to the pool, and the next new thread
+ * adopts it whole (O(1)), instead of slabs being abandoned and adopted
+ * one by one. Heaps are never freed, so a pointer to one stays valid.
+ *
+ * Invariants of a slab (kept by the holder of its heap; slab/slab.c):
+ *  - every object is in exactly one place: handed out, on `free`, on the
+ *    `remote` list, on the heap's `delayed` list, or not yet carved
+ *    (index >= `carved`);
+ *  - `used` = handed out + on `remote` + on `delayed`: used == 0 means
+ *    every object is home and the slab may be emptied;
+ *  - `where` says which list of its heap the slab is on: the queue of its
+ *    class (AVAIL: it has a free or uncarved object, or is the class's
+ *    current slab), the heap's full list (FULL: nothing free), or the
+ *    heap's kept empty slabs (EMPTY: used == 0, no class queue);
+ *  - other threads only push onto `remote`, and, once per time a slab is
+ *    FULL, onto the heap's `delayed` list (below).
+ *
+ * Remote frees and full slabs (after mimalloc's delayed free). A FULL
+ * slab is on no class queue, so a free must bring it back. The owner's
+ * own free does (free_slow). Another thread's free finds the state bits
+ * of `remote` at NOTIFY: it sets NOTIFYING instead of pushing, puts the
+ * object on the owner heap's `delayed` list, then sets NORMAL. The owner
+ * takes `delayed` on its generic path and frees each object as its own,
+ * which moves the slab back to its queue. So a survivor among freed
+ * neighbours never pins a slab that nothing reuses, and no full slab is
+ * ever rescanned. While a slab is NOTIFYING the notifier still touches it:
+ * the owner puts such an object back on `delayed` instead of freeing it.
  */
 #ifndef ZA_SLAB_H
 #define ZA_SLAB_H
@@ -22,38 +46,66 @@
 
 struct za_theap;
 
+enum za_slab_where { ZA_SLAB_AVAIL = 0, ZA_SLAB_FULL, ZA_SLAB_EMPTY, ZA_SLAB_NONE };
+
+/* State bits in the low bits of `remote` (objects are 16-byte aligned). */
+#define ZA_REMOTE_NORMAL    0u
+#define ZA_REMOTE_NOTIFY    1u   /* FULL: the next remote free tells the owner */
+#define ZA_REMOTE_NOTIFYING 2u   /* a remote freer is telling the owner */
+#define ZA_REMOTE_STATE     3u
+
 struct za_slab {
-	void *free;                        /* owner-only free list */
-	_Atomic(void *) remote;            /* frees from other threads */
-	struct za_slab *next, *prev;       /* owner heap's ring for the class */
-	struct za_theap *_Atomic owner;
-	uint32_t used;
+	void *free;                        /* holder-only free list */
+	_Atomic uintptr_t remote;          /* frees from other threads | state */
+	struct za_slab *next, *prev;       /* the list `where` names */
+	struct za_theap *owner;            /* set when made, never changes */
+	uint16_t used;
 	uint16_t capacity;
 	uint16_t carved;                   /* objects threaded so far */
+	uint8_t where;
+	uint8_t cls;
 };
 _Static_assert(sizeof(struct za_slab) <= ZA_PAGE_PRIVATE_BYTES, "slab fits in the page map");
 
 /*
- * A thread's heap: per class, the slab allocation comes from (`cur`, never
- * NULL) and the ring of all the heap's slabs of that class. Every thread
- * starts on za_theap_empty, whose `cur` slabs are all the empty sentinel:
- * the first malloc falls into the generic path, which creates the heap.
+ * A thread's heap. Per class, `cur` is the head of the queue of slabs that
+ * have objects to give (never NULL: &za_slab_empty when the queue is
+ * empty); allocation pops from cur's free list. Every thread starts on
+ * za_theap_empty, whose `cur` slabs are all the empty sentinel: the first
+ * malloc falls into the generic path, which adopts or makes a heap.
+ *
+ * Empty slabs are kept, per slab order, for any class: up to what the
+ * heap recently had in use (a peak that decays every decay time), and
+ * each for at most a decay time; so a program that frees a large
+ * structure and builds it again reuses its slabs, and one that does not
+ * gives them back.
  */
 struct za_theap {
 	struct za_slab *cur[ZA_NCLASSES];
-	struct za_slab *ring[ZA_NCLASSES];
-	uint16_t nslabs[ZA_NCLASSES];
-	uint32_t empty_pages;              /* pages of kept empty slabs */
-	/* Frees of other heaps' objects by this thread: counted here, not in
-	 * a shared counter every freeing thread would write. */
+	/* Objects freed by other threads into this heap's FULL slabs. */
+	_Atomic(void *) delayed;
+	struct za_slab *full;                                   /* FULL slabs */
+	struct za_slab *empty[ZA_SLAB_MAX_ORDER + 1];           /* newest first */
+	struct za_slab *empty_tail[ZA_SLAB_MAX_ORDER + 1];
+	_Atomic int empty_lock;    /* empty[], empty_tail[], empty_pages */
+	uint32_t empty_pages;      /* pages of kept empty slabs */
+	uint32_t used_pages;       /* pages of the heap's other slabs */
+	uint32_t peak_pages;       /* most used_pages since peak_ms */
+	uint32_t peak_ms;
+	/* Frees of other heaps' objects by this heap's threads: counted here,
+	 * not in a shared counter every freeing thread would write. */
 	uint64_t remote_frees;
-	struct za_theap *next, *prev;      /* all heaps, under za_heaps_lock */
+	struct za_theap *next, *prev;      /* all heaps, under the heaps lock */
+	struct za_theap *pool_next;        /* the orphan pool */
 	bool is_empty_sentinel;
+	bool orphan;                       /* in the pool (heaps lock) */
 };
 
 extern struct za_theap za_theap_empty;
+extern struct za_slab za_slab_empty;
 
-#define ZA_SLAB_KEEP_EMPTY_PAGES 256   /* 1 MiB of empty slabs per thread */
+/* The least kept for empty slabs, whatever the recent use: 1 MiB. */
+#define ZA_SLAB_KEEP_MIN_PAGES 256
 
 extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
 
@@ -71,32 +123,17 @@ static inline struct za_slab *za_page_slab(struct za_page *page)
 	return (struct za_slab *)(void *)page->private;
 }
 
-static inline unsigned za_slab_class(struct za_slab *slab)
+static inline unsigned za_slab_class(const struct za_slab *slab)
 {
-	return za_slab_page(slab)->owner_data;
+	return slab->cls;
 }
 
-/* A slab kept empty for reuse is marked in its head page's `count` (the
- * head's own count is not used by a slab otherwise); the heap counts the
- * pages of its kept slabs against ZA_SLAB_KEEP_EMPTY_PAGES. */
-static inline bool za_slab_kept(struct za_slab *slab)
+/* The slab of an object the heap handed out (trusted: no checks). */
+static inline struct za_slab *za_slab_of_object(const void *p)
 {
-	return za_slab_page(slab)->count != 0;
-}
-
-static inline void za_slab_keep(struct za_theap *heap, struct za_slab *slab)
-{
-	za_slab_page(slab)->count = 1;
-	heap->empty_pages += 1u << za_slab_page(slab)->order;
-}
-
-/* The slab is in use again, or leaves the heap: no longer kept. */
-static inline void za_slab_unkeep(struct za_theap *heap, struct za_slab *slab)
-{
-	if (!za_slab_kept(slab))
-		return;
-	za_slab_page(slab)->count = 0;
-	heap->empty_pages -= 1u << za_slab_page(slab)->order;
+	struct za_zone *zone = za_zone_of(p);
+	uint32_t head;
+	return za_page_slab(za_slab_head_of(zone, za_pfn_of(zone, p), &head));
 }
 
 ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
@@ -118,18 +155,21 @@ static inline void *za_slab_alloc(unsigned cls)
 	return p;
 }
 
-/* The free after the double-free mark check (either path). */
+/* The free after the double-free mark check (either path). A free into a
+ * slab whose free list was empty may bring a FULL slab back to its queue,
+ * and one that empties a slab retires it: both on the slow path. */
 static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 {
 	struct za_theap *heap = za_tls_heap;
-	if (unlikely(atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap)) {
+	if (unlikely(slab->owner != heap)) {
 		za_slab_free_remote(slab, p);
 		return;
 	}
-	p[0] = slab->free;
+	void *old = slab->free;
+	p[0] = old;
 	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
 	slab->free = p;
-	if (unlikely(--slab->used == 0))
+	if (unlikely(--slab->used == 0 || !old))
 		za_slab_free_slow(heap, slab);
 }
 
@@ -145,31 +185,36 @@ static inline void za_slab_free(struct za_slab *slab, void *obj)
 	za_slab_free_unmarked(slab, p);
 }
 
+/* Slabs (slab/slab.c), used by the heaps. */
+struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls);
+void za_slab_release(struct za_theap *heap, struct za_slab *slab);
+bool za_slab_collect(struct za_slab *slab);
+void za_slab_queue_remove(struct za_theap *heap, struct za_slab *slab);
+void za_slab_full_remove(struct za_theap *heap, struct za_slab *slab);
+void za_slab_delayed_collect(struct za_theap *heap);
+
 /* Thread heaps (slab/heap.c). */
-struct za_theap *za_theap_create(void);
+struct za_theap *za_theap_acquire(void);
+void za_slab_keep_empty(struct za_theap *heap, struct za_slab *slab);
+struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order);
+void za_slab_tidy(struct za_theap *heap, bool keep_nothing);
 void za_slab_release_empty(struct za_theap *heap);   /* malloc_trim */
 void za_slab_lock_all(void);
 void za_slab_unlock_all(void);
 void za_slab_reset_child(void);
-void *za_slab_abandoned_take(unsigned cls, struct za_theap *heap);
 
 /* Slow-path counters (relaxed atomics). */
 struct za_slab_counters {
-	_Atomic uint64_t created, released, abandoned, adopted, remote_frees;
-	_Atomic uint64_t heaps_created, heaps_live;
+	_Atomic uint64_t created, released, reused, remote_frees, delayed_frees;
+	_Atomic uint64_t heaps_created, heaps_live, heaps_adopted;
 };
 extern struct za_slab_counters za_slab_counters;
 
-void za_slab_adopt(struct za_theap *heap, unsigned cls, struct za_slab *slab);
-void za_slab_release(struct za_slab *slab);
-bool za_slab_collect(struct za_slab *slab);
-void za_slab_ring_remove(struct za_theap *heap, unsigned cls, struct za_slab *slab);
-
 struct za_slab_stats {
 	uint64_t slabs_live, slabs_created, slabs_released;
-	uint64_t slabs_abandoned, slabs_adopted;
-	uint64_t remote_frees;
-	uint64_t heaps_live, heaps_created;
+	uint64_t slabs_reused;        /* empty slabs taken again, any class */
+	uint64_t remote_frees, delayed_frees;
+	uint64_t heaps_live, heaps_created, heaps_adopted, heaps_orphaned;
 };
 void za_slab_stats_get(struct za_slab_stats *st);
 

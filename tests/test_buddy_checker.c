@@ -19,6 +19,7 @@ struct zone_copy {
 	uint32_t free_head[ZA_MAX_ORDER], free_tail[ZA_MAX_ORDER];
 	uint32_t nr_free[ZA_MAX_ORDER];
 	uint32_t free_mask, pages_free, pages_released;
+	uint8_t slab_map[ZA_ZONE_PAGES];
 };
 
 static struct zone_copy saved;
@@ -28,6 +29,7 @@ static void corrupt_begin(struct za_zone *z)
 	pthread_mutex_lock(&z->lock);
 	memcpy(saved.pages, z->pages, (size_t)ZA_ZONE_PAGES * sizeof(struct za_page));
 	memcpy(saved.resident, z->resident, sizeof saved.resident);
+	memcpy(saved.slab_map, z->slab_map, sizeof saved.slab_map);
 	memcpy(saved.free_head, z->free_head, sizeof saved.free_head);
 	memcpy(saved.free_tail, z->free_tail, sizeof saved.free_tail);
 	memcpy(saved.nr_free, z->nr_free, sizeof saved.nr_free);
@@ -46,6 +48,7 @@ static void repair(struct za_zone *z)
 	pthread_mutex_lock(&z->lock);
 	memcpy(z->pages, saved.pages, (size_t)ZA_ZONE_PAGES * sizeof(struct za_page));
 	memcpy(z->resident, saved.resident, sizeof saved.resident);
+	memcpy(z->slab_map, saved.slab_map, sizeof saved.slab_map);
 	memcpy(z->free_head, saved.free_head, sizeof saved.free_head);
 	memcpy(z->free_tail, saved.free_tail, sizeof saved.free_tail);
 	memcpy(z->nr_free, saved.nr_free, sizeof saved.nr_free);
@@ -331,6 +334,14 @@ int main(void)
 	corrupt_end(z);
 	expect("slab tails", zi, A + 1, 5, "inside the block at pfn");
 	after_repair("slab tails", z);
+
+	/* A page block that the slab map calls a slab page: free() would
+	 * take one of its addresses for a slab object. */
+	corrupt_begin(z);
+	z->slab_map[A + 3] = 1;
+	corrupt_end(z);
+	expect("slab map", zi, A + 3, 5, "slab map byte 1 at pfn");
+	after_repair("slab map", z);
 
 	/* 11. The first broken zone is reported: zone 0 before zone 1. */
 	struct za_zone *z0 = &za_zones[0];

@@ -206,11 +206,11 @@ int main(void)
 	za_slab_stats_get(&ss);
 	printf("%u threads done; peak %zu zones, %zu pages used, %zu heaps, %zu slabs; "
 	       "after trim %zu pages used (%zu at the start), %zu slabs live; "
-	       "%llu slabs created, %llu abandoned, %llu adopted\n",
+	       "%llu slabs created, %llu heaps made, %llu adopted\n",
 	       started, max.zones, max.pages_used, max.heaps_live, max.slabs_live,
 	       end.pages_used, start.pages_used, end.slabs_live,
-	       (unsigned long long)ss.slabs_created, (unsigned long long)ss.slabs_abandoned,
-	       (unsigned long long)ss.slabs_adopted);
+	       (unsigned long long)ss.slabs_created, (unsigned long long)ss.heaps_created,
+	       (unsigned long long)ss.heaps_adopted);
 	CHECK(end.heaps_live == start.heaps_live);
 	CHECK_MSG(end.slabs_live <= start.slabs_live, "%zu slabs live after trim", end.slabs_live);
 	CHECK_MSG(end.pages_used <= start.pages_used, "%zu pages used after trim",
