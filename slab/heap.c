@@ -14,6 +14,12 @@ struct za_theap za_theap_empty = {
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
 };
+/* A thread's heap after the thread handed it back: as empty, and a remote
+ * free from a thread in that state takes no heap. */
+struct za_theap za_theap_exited = {
+	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
+	.is_empty_sentinel = true,
+};
 __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec"))) =
 	&za_theap_empty;
 
@@ -168,6 +174,7 @@ struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order)
 void za_slab_tidy(struct za_theap *heap, bool keep_nothing)
 {
 	struct za_slab *slab;
+	za_slab_remote_flush(heap);
 	za_slab_delayed_collect(heap);
 	for (unsigned cls = 0; cls < ZA_NCLASSES; cls++) {
 		slab = heap->cur[cls];
@@ -232,7 +239,7 @@ static void heap_thread_exit(void *arg)
 {
 	struct za_theap *heap = arg;
 	/* Frees during the rest of the thread's exit are remote frees. */
-	za_tls_heap = &za_theap_empty;
+	za_tls_heap = &za_theap_exited;
 	za_slab_tidy(heap, true);
 	pthread_mutex_lock(&heaps_lock);
 	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, heap->remote_frees,

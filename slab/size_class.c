@@ -12,13 +12,23 @@
 #define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) : (9u + CHI(c) % 8u) << (CHI(c) / 8u + 4u))
 
 /*
- * A slab is the smallest block (order 0..5) that holds at least 8 objects
- * of the class, so a slab's tail waste stays small next to its size; the
- * biggest classes settle for what fits in 128 KiB.
+ * A slab is the smallest block of order SLAB_MIN_ORDER..5 that holds at
+ * least SLAB_MIN_OBJECTS objects of the class (the biggest classes settle
+ * for what fits in 128 KiB): a slab's tail waste stays small next to its
+ * size, and a thread changes slabs (the generic path, a full list move)
+ * once per that many objects at most. Slabs are carved a page at a time,
+ * so a bigger slab costs no memory until it is used.
  */
+#ifndef SLAB_MIN_OBJECTS
+#define SLAB_MIN_OBJECTS 64u
+#endif
+#ifndef SLAB_MIN_ORDER
+#define SLAB_MIN_ORDER 4u
+#endif
+#define SLAB_FITS(sz, k) ((k) >= SLAB_MIN_ORDER && (4096u << (k)) >= SLAB_MIN_OBJECTS * (sz))
 #define SLAB_ORDER(sz) \
-	((sz) * 8u <= 4096u ? 0 : (sz) * 8u <= 8192u ? 1 : (sz) * 8u <= 16384u ? 2 \
-	 : (sz) * 8u <= 32768u ? 3 : (sz) * 8u <= 65536u ? 4 : 5)
+	(SLAB_FITS(sz, 0u) ? 0u : SLAB_FITS(sz, 1u) ? 1u : SLAB_FITS(sz, 2u) ? 2u \
+	 : SLAB_FITS(sz, 3u) ? 3u : SLAB_FITS(sz, 4u) ? 4u : 5u)
 #define SLAB_BYTES(sz) (4096u << SLAB_ORDER(sz))
 /* ceil(2^32 / size): exact for every offset below 2^17 when size >= 16
  * (the error stays below one object), see tests/test_slab_classes.c. */

@@ -30,31 +30,36 @@ static inline unsigned slab_order(struct za_slab *slab)
 
 /* ---- the lists of a heap (its holder only) ---- */
 
-/* The class queue: a NULL-terminated list whose head is cur[cls]. */
+/* The class queue: a NULL-terminated list from cur[cls] to last[cls]. */
 static void queue_push_front(struct za_theap *heap, struct za_slab *slab)
 {
 	struct za_slab *head = heap->cur[slab->cls];
 	slab->prev = NULL;
-	slab->next = head == &za_slab_empty ? NULL : head;
-	if (slab->next)
-		slab->next->prev = slab;
+	if (head == &za_slab_empty) {
+		slab->next = NULL;
+		heap->last[slab->cls] = slab;
+	} else {
+		slab->next = head;
+		head->prev = slab;
+	}
 	heap->cur[slab->cls] = slab;
 	slab->where = ZA_SLAB_AVAIL;
 }
 
-/* Second in the queue: the next slab the class takes once cur runs dry. */
-static void queue_insert_next(struct za_theap *heap, struct za_slab *slab)
+/* Last in the queue: a slab that comes back from the full list is taken
+ * after the others, by when the thread freeing into it (if another) has
+ * likely finished, rather than both writing its line at once. */
+static void queue_push_back(struct za_theap *heap, struct za_slab *slab)
 {
-	struct za_slab *head = heap->cur[slab->cls];
-	if (head == &za_slab_empty) {
+	struct za_slab *tail = heap->last[slab->cls];
+	if (heap->cur[slab->cls] == &za_slab_empty) {
 		queue_push_front(heap, slab);
 		return;
 	}
-	slab->prev = head;
-	slab->next = head->next;
-	if (head->next)
-		head->next->prev = slab;
-	head->next = slab;
+	slab->next = NULL;
+	slab->prev = tail;
+	tail->next = slab;
+	heap->last[slab->cls] = slab;
 	slab->where = ZA_SLAB_AVAIL;
 }
 
@@ -66,6 +71,8 @@ void za_slab_queue_remove(struct za_theap *heap, struct za_slab *slab)
 		heap->cur[slab->cls] = slab->next ? slab->next : &za_slab_empty;
 	if (slab->next)
 		slab->next->prev = slab->prev;
+	else
+		heap->last[slab->cls] = slab->prev;
 	slab->next = slab->prev = NULL;
 	slab->where = ZA_SLAB_NONE;
 }
@@ -140,6 +147,8 @@ static bool slab_mark_full(struct za_slab *slab)
 	for (;;) {
 		if (old & ~(uintptr_t)ZA_REMOTE_STATE)
 			return false;
+		if ((old & ZA_REMOTE_STATE) == ZA_REMOTE_NOTIFY)
+			return true;   /* left from its last full spell */
 		if ((old & ZA_REMOTE_STATE) == ZA_REMOTE_NOTIFYING) {
 			/* A notice of the slab's last full spell is on its way. */
 			sched_yield();
@@ -152,10 +161,11 @@ static bool slab_mark_full(struct za_slab *slab)
 	}
 }
 
-void za_slab_free_remote(struct za_slab *slab, void *obj)
+/* Pushes the chain head..tail of n objects freed by another thread onto
+ * the slab's remote list, or, if the slab is FULL, onto its heap's
+ * delayed list with a notice. */
+static void remote_push(struct za_slab *slab, void **head, void **tail, uint32_t n)
 {
-	void **p = obj;
-	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
 	uintptr_t old = atomic_load_explicit(&slab->remote, memory_order_relaxed), new;
 	bool notify;
 	do {
@@ -163,31 +173,71 @@ void za_slab_free_remote(struct za_slab *slab, void *obj)
 		if (notify) {
 			new = (old & ~(uintptr_t)ZA_REMOTE_STATE) | ZA_REMOTE_NOTIFYING;
 		} else {
-			p[0] = (void *)(old & ~(uintptr_t)ZA_REMOTE_STATE);
-			new = (uintptr_t)p | (old & ZA_REMOTE_STATE);
+			tail[0] = (void *)(old & ~(uintptr_t)ZA_REMOTE_STATE);
+			new = (uintptr_t)head | (old & ZA_REMOTE_STATE);
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old, new,
 							memory_order_release,
 							memory_order_relaxed));
 	if (unlikely(notify)) {
-		/* The slab is FULL: the object goes to its heap's delayed list,
-		 * where the holder sees it. Heaps are never freed, so `owner`
+		/* The slab is FULL: the objects go to its heap's delayed list,
+		 * where the holder sees them. Heaps are never freed, so `owner`
 		 * is a heap even if its thread is gone. */
 		struct za_theap *owner = slab->owner;
-		void *head = atomic_load_explicit(&owner->delayed, memory_order_relaxed);
+		void *first = atomic_load_explicit(&owner->delayed, memory_order_relaxed);
 		do {
-			p[0] = head;
-		} while (!atomic_compare_exchange_weak_explicit(&owner->delayed, &head, p,
+			tail[0] = first;
+		} while (!atomic_compare_exchange_weak_explicit(&owner->delayed, &first, head,
 								memory_order_release,
 								memory_order_relaxed));
 		remote_state_swap(slab, ZA_REMOTE_NOTIFYING, ZA_REMOTE_NORMAL);
-		atomic_fetch_add_explicit(&za_slab_counters.delayed_frees, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&za_slab_counters.delayed_frees, n, memory_order_relaxed);
 	}
+}
+
+void za_slab_remote_flush(struct za_theap *heap)
+{
+	struct za_slab *slab = heap->rbuf_slab;
+	if (!slab)
+		return;
+	heap->rbuf_slab = NULL;
+	remote_push(slab, heap->rbuf_head, heap->rbuf_tail, heap->rbuf_n);
+}
+
+/*
+ * A free of another heap's object. Frees in a row into one slab (a
+ * consumer freeing what a producer made) are chained here and pushed with
+ * one atomic instruction: a locked instruction per object orders every
+ * store before it, so each free paid a whole cross-core miss. The chain is
+ * pushed when the next remote free is for another slab, when it is long,
+ * and on this thread's generic path, trim and exit.
+ */
+void za_slab_free_remote(struct za_slab *slab, void *obj)
+{
+	void **p = obj;
+	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
 	struct za_theap *heap = za_tls_heap;
-	if (likely(!heap->is_empty_sentinel))
-		__atomic_store_n(&heap->remote_frees, heap->remote_frees + 1, __ATOMIC_RELAXED);
-	else
+	if (unlikely(heap->is_empty_sentinel) &&
+	    (heap == &za_theap_exited || !(heap = za_theap_acquire()))) {
+		/* A thread on its way out (or out of memory for a heap). */
+		p[0] = NULL;
+		remote_push(slab, p, p, 1);
 		atomic_fetch_add_explicit(&za_slab_counters.remote_frees, 1, memory_order_relaxed);
+		return;
+	}
+	if (heap->rbuf_slab == slab) {
+		p[0] = heap->rbuf_head;
+		heap->rbuf_head = p;
+		if (++heap->rbuf_n >= ZA_RBUF_MAX)
+			za_slab_remote_flush(heap);
+	} else {
+		za_slab_remote_flush(heap);
+		p[0] = NULL;
+		heap->rbuf_slab = slab;
+		heap->rbuf_head = heap->rbuf_tail = p;
+		heap->rbuf_n = 1;
+	}
+	__atomic_store_n(&heap->remote_frees, heap->remote_frees + 1, __ATOMIC_RELAXED);
 }
 
 /* The holder frees a block of its own heap that is already marked free
@@ -322,6 +372,8 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 		if (!heap)
 			return NULL;
 	}
+	if (heap->rbuf_slab)
+		za_slab_remote_flush(heap);
 	if (atomic_load_explicit(&heap->delayed, memory_order_relaxed))
 		za_slab_delayed_collect(heap);
 	struct za_slab *slab = heap->cur[cls];
@@ -348,18 +400,18 @@ found:;
 }
 
 /* A local free found the slab's free list empty (it may be FULL) or left
- * the slab empty. A FULL slab goes back to its class queue, next in line;
+ * the slab empty. A FULL slab goes back to its class queue, last in line;
  * an empty one, unless it is its class's current slab (so a malloc/free
  * loop at a slab boundary doesn't take and return a block each time),
  * is kept for reuse or given back. */
 void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 {
 	if (slab->where == ZA_SLAB_FULL) {
+		/* The state stays NOTIFY: the next remote free, if any, takes
+		 * the delayed way once and sets NORMAL. Cheaper than an atomic
+		 * here each time a slab comes back, and no less correct. */
 		za_slab_full_remove(heap, slab);
-		/* No longer full: remote frees go to the slab again. (If a
-		 * notifier is on its way it sets NORMAL itself.) */
-		remote_state_swap(slab, ZA_REMOTE_NOTIFY, ZA_REMOTE_NORMAL);
-		queue_insert_next(heap, slab);
+		queue_push_back(heap, slab);
 	}
 	if (slab->used == 0 && heap->cur[slab->cls] != slab) {
 		za_slab_queue_remove(heap, slab);
@@ -387,7 +439,8 @@ void za_slab_free_marked(struct za_slab *slab, void *p)
 	uint32_t cap = slab->capacity;
 	void *remote = (void *)(atomic_load_explicit(&slab->remote, memory_order_acquire) &
 				~(uintptr_t)ZA_REMOTE_STATE);
-	if ((owner && (list_holds(slab->free, p, cap) ||
+	if ((heap->rbuf_slab == slab && list_holds(heap->rbuf_head, p, heap->rbuf_n)) ||
+	    (owner && (list_holds(slab->free, p, cap) ||
 		       list_holds(atomic_load_explicit(&heap->delayed, memory_order_acquire), p,
 				  UINT32_MAX))) ||
 	    list_holds(remote, p, cap))

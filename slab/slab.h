@@ -82,6 +82,7 @@ _Static_assert(sizeof(struct za_slab) <= ZA_PAGE_PRIVATE_BYTES, "slab fits in th
  */
 struct za_theap {
 	struct za_slab *cur[ZA_NCLASSES];
+	struct za_slab *last[ZA_NCLASSES];   /* the queue's tail (if not empty) */
 	/* Objects freed by other threads into this heap's FULL slabs. */
 	_Atomic(void *) delayed;
 	struct za_slab *full;                                   /* FULL slabs */
@@ -95,13 +96,17 @@ struct za_theap {
 	/* Frees of other heaps' objects by this heap's threads: counted here,
 	 * not in a shared counter every freeing thread would write. */
 	uint64_t remote_frees;
+	/* Remote frees into one slab, chained before one push (slab.c). */
+	struct za_slab *rbuf_slab;
+	void **rbuf_head, **rbuf_tail;
+	uint32_t rbuf_n;
 	struct za_theap *next, *prev;      /* all heaps, under the heaps lock */
 	struct za_theap *pool_next;        /* the orphan pool */
 	bool is_empty_sentinel;
 	bool orphan;                       /* in the pool (heaps lock) */
 };
 
-extern struct za_theap za_theap_empty;
+extern struct za_theap za_theap_empty, za_theap_exited;
 extern struct za_slab za_slab_empty;
 
 /* The least kept for empty slabs, whatever the recent use: 1 MiB. */
@@ -140,6 +145,8 @@ ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
 ZA_NOINLINE void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab);
 ZA_NOINLINE void za_slab_free_remote(struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
+void za_slab_remote_flush(struct za_theap *heap);
+#define ZA_RBUF_MAX 256   /* objects chained at most before a push */
 
 /* Fast path: a pop from the thread's current slab, ~8 instructions. */
 static inline void *za_slab_alloc(unsigned cls)
