@@ -125,14 +125,18 @@ static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn
 }
 
 /*
- * Returns the upper halves of a block of order `high` holding `released`
- * released pages until `low` is left; returns the released pages left in
- * the lower part. Uniform blocks split in O(1); a mixed one counts the
- * pages of each upper half.
+ * Splits the block at *pfn of order `high`, holding `released` released
+ * pages, down to order `low`, returning the halves it does not keep to the
+ * lists; returns the released pages left in the part it keeps, whose pfn
+ * it leaves in *pfn. Of two halves it keeps the one with more resident
+ * pages (the kernel always keeps the lower one): a warm page reused is a
+ * page fault saved and a page less of RSS. Uniform blocks split in O(1);
+ * a mixed one counts the pages of each upper half.
  */
-static inline uint32_t __expand(struct za_zone *zone, uint32_t pfn, unsigned low, unsigned high,
-				uint32_t released, uint64_t freed_ms)
+static inline uint32_t __expand(struct za_zone *zone, uint32_t *pfnp, unsigned low,
+				unsigned high, uint32_t released, uint64_t freed_ms)
 {
+	uint32_t pfn = *pfnp;
 	while (high > low) {
 		uint32_t size = 1u << high;
 		high--;
@@ -143,10 +147,18 @@ static inline uint32_t __expand(struct za_zone *zone, uint32_t pfn, unsigned low
 			upper = half;
 		else
 			upper = __count_released(zone, pfn + half, half);
-		__list_add(zone, pfn + half, high, upper, freed_ms);   /* as old as the whole */
-		released -= upper;
+		if (upper < released - upper) {
+			/* as old as the whole */
+			__list_add(zone, pfn, high, released - upper, freed_ms);
+			pfn += half;
+			released = upper;
+		} else {
+			__list_add(zone, pfn + half, high, upper, freed_ms);
+			released -= upper;
+		}
 		zone->splits++;
 	}
+	*pfnp = pfn;
 	return released;
 }
 
@@ -157,27 +169,42 @@ static inline uint32_t __commit_cost(const struct za_page *head, unsigned k, uns
 	return head->count == (1u << k) ? 1u << order : head->count;
 }
 
+/*
+ * The smallest order whose first block has resident pages (lists keep
+ * those first), else the smallest order at all: warm memory is reused
+ * before untouched or released memory is faulted in, even if that splits
+ * a larger block (what the buddy splits it merges again).
+ */
 uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
 {
 	uint32_t mask = atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order;
-	while (mask) {
+	unsigned pick = ZA_MAX_ORDER;
+	uint32_t pick_cost = 0;
+	for (; mask; mask &= mask - 1) {
 		unsigned found = order + (unsigned)__builtin_ctz(mask);
-		uint32_t pfn = zone->free_head[found];
-		mask &= mask - 1;
-		uint32_t cost = __commit_cost(&zone->pages[pfn], found, order);
+		const struct za_page *head = &zone->pages[zone->free_head[found]];
+		uint32_t cost = __commit_cost(head, found, order);
 		if (cost > *budget)
 			continue;
-		if (*budget != SIZE_MAX)
-			*budget -= cost;
-		uint64_t age = zone->pages[pfn].freed_ms;
-		uint32_t released = __expand(zone, pfn, order, found, __list_del(zone, pfn, found), age);
-		if (released)
-			__mark_resident(zone, pfn, 1u << order);
-		zone->pages[pfn].flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
-		zone->alloc_calls[order]++;
-		return pfn;
+		if (pick == ZA_MAX_ORDER || head->count < (1u << found)) {
+			pick = found;
+			pick_cost = cost;
+			if (head->count < (1u << found))
+				break;
+		}
 	}
-	return ZA_PFN_NONE;
+	if (pick == ZA_MAX_ORDER)
+		return ZA_PFN_NONE;
+	if (*budget != SIZE_MAX)
+		*budget -= pick_cost;
+	uint32_t pfn = zone->free_head[pick];
+	uint64_t age = zone->pages[pfn].freed_ms;
+	uint32_t released = __expand(zone, &pfn, order, pick, __list_del(zone, pfn, pick), age);
+	if (released)
+		__mark_resident(zone, pfn, 1u << order);
+	zone->pages[pfn].flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
+	zone->alloc_calls[order]++;
+	return pfn;
 }
 
 uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order)

@@ -56,6 +56,18 @@ int za_os_unmap(void *addr, size_t size)
 	return err;
 }
 
+int za_os_remap(void *addr, size_t old_size, size_t new_size, void *to, void **out)
+{
+	int saved = errno;
+	void *p = to ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to)
+		     : mremap(addr, old_size, new_size, 0);
+	int err = (p == MAP_FAILED) ? errno : 0;
+	errno = saved;
+	if (!err)
+		*out = p;
+	return err;
+}
+
 int za_os_decommit(void *addr, size_t size)
 {
 	int saved = errno;

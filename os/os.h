@@ -33,6 +33,9 @@ static inline void za_prefetch_write(const void *p)
 int za_os_map_aligned(size_t size, size_t align, void **out);
 int za_os_map(size_t size, void **out);
 int za_os_unmap(void *addr, size_t size);
+/* Resizes the mapping at addr: in place when `to` is NULL, else moved (its
+ * pages, not copied) to the address `to`, replacing what is mapped there. */
+int za_os_remap(void *addr, size_t old_size, size_t new_size, void *to, void **out);
 /* Gives the pages back; they read as zero afterwards (MADV_DONTNEED). */
 int za_os_decommit(void *addr, size_t size);
 /* Lets the kernel take the pages when it needs them (MADV_FREE); until

@@ -77,9 +77,9 @@ __attribute__((destructor)) static void za_dtor(void)
 void za_mallinfo_fill(struct mallinfo2 *mi)
 {
 	struct za_stats st;
-	size_t huge_count, huge_bytes;
+	struct za_huge_stats hs;
 	za_stats_get(&st);
-	za_huge_stats(&huge_count, &huge_bytes);
+	za_huge_stats(&hs);
 	memset(mi, 0, sizeof *mi);
 	size_t free_pages = st.pages_free + st.pages_cached;
 	size_t free_blocks = 0;
@@ -87,8 +87,8 @@ void za_mallinfo_fill(struct mallinfo2 *mi)
 		free_blocks += st.free_blocks[k];
 	mi->arena = st.pages_total * ZA_PAGE_SIZE;
 	mi->ordblks = free_blocks;
-	mi->hblks = huge_count;
-	mi->hblkhd = huge_bytes;
+	mi->hblks = hs.count;
+	mi->hblkhd = hs.bytes;
 	mi->uordblks = (st.pages_total - free_pages) * ZA_PAGE_SIZE;
 	mi->fordblks = free_pages * ZA_PAGE_SIZE;
 	mi->keepcost = 0;

@@ -1,18 +1,15 @@
 /*
- * The tiers above the slabs: exact page runs from the buddy core, and huge
- * allocations that get a mapping of their own, registered in the region
- * table so free() knows them.
+ * The tier above the slabs, exact page runs from the buddy core (huge
+ * allocations, beyond them, are shim/huge.c), and the malloc family's
+ * calls that are not a fast path: free of runs and misuse, realloc,
+ * aligned allocation, calloc, sized free.
  */
 #include <string.h>
-#include <sys/mman.h>
 
 #include "policy/policy.h"
 #include "shim/shim.h"
 
 extern __thread za_status za_tls_status;
-
-static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
-static size_t huge_count, huge_bytes;
 
 void *za_shim_nomem(za_status status)
 {
@@ -22,81 +19,11 @@ void *za_shim_nomem(za_status status)
 	return NULL;
 }
 
-static void *huge_alloc(size_t size, size_t align, bool zero)
-{
-	(void)zero;   /* fresh mappings are zero */
-	size_t mapped = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
-	if (mapped < size || mapped >= ((size_t)1 << ZA_VA_BITS) ||
-	    align >= ((size_t)1 << (ZA_VA_BITS - 1)))
-		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
-	if (align < ZA_ZONE_SIZE)
-		align = ZA_ZONE_SIZE;   /* region table slots start on zone bounds */
-
-	za_status st = za_policy_charge(mapped >> ZA_PAGE_SHIFT, za_policy_current());
-	if (st != ZA_OK)
-		return za_shim_nomem(st);
-	struct za_huge *h = za_meta_alloc(sizeof *h);
-	void *base;
-	int err = h ? za_os_map_aligned(mapped, align, &base) : ENOMEM;
-	if (err) {
-		za_meta_free(h, sizeof *h);
-		za_policy_uncharge(mapped >> ZA_PAGE_SHIFT);
-		return za_shim_nomem(err == ENOMEM ? ZA_ENOMEM_OS : ZA_ENOMEM_TOO_LARGE);
-	}
-	h->region.base = (uintptr_t)base;
-	h->region.size = mapped;
-	h->region.kind = ZA_REGION_HUGE;
-	h->usable = mapped;
-	pthread_mutex_lock(&huge_lock);
-	za_region_register(&h->region);
-	huge_count++;
-	huge_bytes += mapped;
-	pthread_mutex_unlock(&huge_lock);
-	return base;
-}
-
-static void huge_free(struct za_huge *h)
-{
-	void *base = (void *)h->region.base;
-	size_t size = h->region.size;
-	pthread_mutex_lock(&huge_lock);
-	za_region_unregister(&h->region);
-	huge_count--;
-	huge_bytes -= size;
-	pthread_mutex_unlock(&huge_lock);
-	za_meta_free(h, sizeof *h);
-	za_os_unmap(base, size);
-	za_policy_uncharge(size >> ZA_PAGE_SHIFT);
-}
-
-void za_huge_stats(size_t *count, size_t *bytes)
-{
-	pthread_mutex_lock(&huge_lock);
-	*count = huge_count;
-	*bytes = huge_bytes;
-	pthread_mutex_unlock(&huge_lock);
-}
-
-void za_huge_lock_all(void)
-{
-	pthread_mutex_lock(&huge_lock);
-}
-
-void za_huge_unlock_all(void)
-{
-	pthread_mutex_unlock(&huge_lock);
-}
-
-void za_huge_reset_child(void)
-{
-	pthread_mutex_init(&huge_lock, NULL);
-}
-
 void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 {
 	/* Within ZA_RUN_MAX, both orders are below ZA_MAX_ORDER. */
 	if (unlikely(size > ZA_RUN_MAX || align > ZA_RUN_MAX))
-		return huge_alloc(size, align, zero);
+		return za_huge_alloc(size, align, zero);
 
 	size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 	unsigned align_order = align > ZA_PAGE_SIZE ? za_order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
@@ -138,7 +65,7 @@ void za_shim_free_slow(void *p, const char *call)
 		if (unlikely((uintptr_t)p != r->base))
 			za_fatal("%s(%p): interior pointer into the huge allocation at %p", call, p,
 				 (void *)r->base);
-		huge_free((struct za_huge *)r);
+		za_huge_free((struct za_huge *)r);
 		return;
 	}
 	struct za_zone *zone = (struct za_zone *)r;
@@ -204,40 +131,6 @@ static void *realloc_move(void *p, size_t old_usable, size_t size)
 	return q;
 }
 
-static void *huge_resize(struct za_huge *h, size_t size)
-{
-	size_t mapped = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
-	if (mapped < size)
-		return NULL;
-	void *base = (void *)h->region.base;
-	if (mapped == h->region.size)
-		return base;
-	if (mapped < h->region.size) {
-		/* Shrink in place; the tail goes back to the OS. */
-		za_os_unmap((char *)base + mapped, h->region.size - mapped);
-		za_policy_uncharge((h->region.size - mapped) >> ZA_PAGE_SHIFT);
-	} else {
-		size_t more = (mapped - h->region.size) >> ZA_PAGE_SHIFT;
-		if (za_policy_charge(more, za_policy_current()) != ZA_OK)
-			return NULL;
-		int saved = errno;
-		void *q = mremap(base, h->region.size, mapped, 0);
-		errno = saved;
-		if (q == MAP_FAILED) {
-			za_policy_uncharge(more);
-			return NULL;
-		}
-	}
-	pthread_mutex_lock(&huge_lock);
-	za_region_unregister(&h->region);
-	huge_bytes += mapped - h->region.size;
-	h->region.size = mapped;
-	h->usable = mapped;
-	za_region_register(&h->region);
-	pthread_mutex_unlock(&huge_lock);
-	return base;
-}
-
 /* realloc of an exact run: in place while it loses no more than a quarter
  * (so the room a growing move took is not trimmed by the next append; mimalloc
  * keeps up to half), or when the run can shrink or grow where it is. */
@@ -290,7 +183,7 @@ void *za_shim_realloc(void *p, size_t size)
 		if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
 			struct za_huge *h = (struct za_huge *)r;
 			if (size > ZA_RUN_MAX) {
-				void *q = huge_resize(h, size);
+				void *q = za_huge_resize(h, size);
 				if (q)
 					return q;
 			}

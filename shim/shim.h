@@ -20,11 +20,25 @@
 #define ZA_RUN_MAX ((size_t)ZA_MAX_BLOCK_PAGES << ZA_PAGE_SHIFT)
 
 /* A huge mapping's record (meta memory). `region.size` is the mapped
- * length; `usable` what the caller may use. */
+ * length; `usable` what the caller may use. A freed mapping kept for
+ * reuse (shim/huge.c) has its time and a link. */
 struct za_huge {
 	struct za_region region;
 	size_t usable;
+	uint64_t freed_ms;
+	struct za_huge *next_free;
 };
+
+struct za_huge_stats {
+	size_t count, bytes;          /* live mappings */
+	size_t cached, cached_bytes;  /* freed ones kept for reuse */
+	uint64_t reused;              /* allocations served from those */
+};
+
+void *za_huge_alloc(size_t size, size_t align, bool zero);
+void za_huge_free(struct za_huge *h);
+void *za_huge_resize(struct za_huge *h, size_t size);
+void za_huge_stats(struct za_huge_stats *st);
 
 ZA_NOINLINE void *za_shim_malloc_large(size_t size, size_t align, bool zero);
 ZA_NOINLINE void za_shim_free_slow(void *p, const char *call);
@@ -39,7 +53,6 @@ void *za_shim_aligned(size_t align, size_t size);
 void *za_shim_calloc(size_t n, size_t size);
 void za_shim_free_sized(void *p, size_t align, size_t size, const char *call);
 int za_shim_trim(void);
-void za_huge_stats(size_t *count, size_t *bytes);
 void za_huge_lock_all(void);
 void za_huge_unlock_all(void);
 void za_huge_reset_child(void);

@@ -87,9 +87,9 @@ ZA_EXPORT void za_stats_print(int fd)
 		za_dprintf(fd, "  memory: %zu KiB committed (no limit), %zu KiB free and released\n",
 			   st.committed_bytes >> 10, (st.pages_released * ZA_PAGE_SIZE) >> 10);
 	struct za_slab_stats ss;
-	size_t huge_count, huge_bytes;
+	struct za_huge_stats hs;
 	za_slab_stats_get(&ss);
-	za_huge_stats(&huge_count, &huge_bytes);
+	za_huge_stats(&hs);
 	za_dprintf(fd, "  slabs: %llu live, %llu made, %llu given back, %llu empty ones reused, "
 		   "%llu remote frees (%llu to full slabs)\n",
 		   (unsigned long long)ss.slabs_live, (unsigned long long)ss.slabs_created,
@@ -99,7 +99,9 @@ ZA_EXPORT void za_stats_print(int fd)
 		   "%llu waiting\n",
 		   (unsigned long long)ss.heaps_live, (unsigned long long)ss.heaps_created,
 		   (unsigned long long)ss.heaps_adopted, (unsigned long long)ss.heaps_orphaned);
-	za_dprintf(fd, "  huge: %zu mappings, %zu KiB\n", huge_count, huge_bytes >> 10);
+	za_dprintf(fd, "  huge: %zu mappings, %zu KiB; %zu freed ones kept (%zu KiB), %llu reused\n",
+		   hs.count, hs.bytes >> 10, hs.cached, hs.cached_bytes >> 10,
+		   (unsigned long long)hs.reused);
 	za_dprintf(fd, "  reclaim: %llu passes, %llu pages released in %llu madvise calls, "
 		   "%llu decay passes, %llu pages by direct reclaim, %llu background wakeups\n",
 		   (unsigned long long)st.reclaim_passes, (unsigned long long)st.reclaimed_pages,

@@ -240,7 +240,10 @@ static void heap_thread_exit(void *arg)
 	struct za_theap *heap = arg;
 	/* Frees during the rest of the thread's exit are remote frees. */
 	za_tls_heap = &za_theap_exited;
-	za_slab_tidy(heap, true);
+	/* Empty slabs stay as they would for a living thread (kept while
+	 * recent use covers them, for a decay time): the next thread that
+	 * adopts the heap reuses them, and the decay pass tidies orphans. */
+	za_slab_tidy(heap, false);
 	pthread_mutex_lock(&heaps_lock);
 	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, heap->remote_frees,
 				  memory_order_relaxed);
