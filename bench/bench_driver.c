@@ -71,6 +71,7 @@ static int run_one(const struct workload *w, const struct opts *o)
 	struct wl_args a = {
 		.iters = rounds_of(w, o),
 		.size = w->size,
+		.k = w->k,
 		.threads = (w->flags & WL_THREADED) && o->threads ? o->threads : w->threads,
 		.seed = o->seed,
 	};

@@ -531,11 +531,50 @@ uint64_t wl_calloc_large(const struct wl_args *a)
 	return (uint64_t)a->iters;
 }
 
+/* ---- survivors among freed neighbours ---- */
+
+/*
+ * A round: k objects of one size, each written at both ends, then all but
+ * the last freed; the last lives to the end, among freed neighbours (how
+ * parsers, interpreters and JSON tools build their results). The live set
+ * is rounds x size; a heap that lets each survivor pin its slab holds k
+ * times that.
+ */
+uint64_t wl_survivors(const struct wl_args *a)
+{
+	size_t size = a->size;
+	unsigned k = a->k ? a->k : 40;
+	char *tmp[64];
+	if (k > 64)
+		k = 64;
+	char **keep = xmalloc((size_t)a->iters * sizeof *keep, "survivors");
+	for (long i = 0; i < a->iters; i++) {
+		for (unsigned j = 0; j < k; j++) {
+			tmp[j] = xmalloc(size, "survivors");
+			tmp[j][0] = (char)j;
+			tmp[j][size - 1] = (char)j;
+		}
+		for (unsigned j = 0; j + 1 < k; j++)
+			free(tmp[j]);
+		keep[i] = tmp[k - 1];
+	}
+	for (long i = 0; i < a->iters; i++) {
+		escape(keep[i]);
+		free(keep[i]);
+	}
+	free(keep);
+	return (uint64_t)a->iters * k;
+}
+
 /* ---- the table ---- */
 
 #define PAIR(nm, sz, it) \
 	{ "pair_" nm, "malloc+free of size " nm ", first and last byte written", wl_pair, sz, 1, 0, \
 	  it, (it) / 10 }
+
+#define SURVIVORS(nm, sz, kk, n) \
+	{ "survivors_" nm "_k" #kk, "keep 1 of every " #kk " objects of " nm " B, free the rest", \
+	  wl_survivors, sz, 1, 0, n, (n) / 10, kk }
 
 const struct workload wl_table[] = {
 	PAIR("16", 16, 20000000),
@@ -567,6 +606,14 @@ const struct workload wl_table[] = {
 	  wl_calloc_large, 0, 1, 0, 4000, 400 },
 	{ "rss_cycle", "3 days: grow ~N KiB, free 90%, idle lightly 1.5 s; RSS at each peak and night",
 	  wl_rss_cycle, 0, 1, WL_NO_WARMUP | WL_SLOW, 262144, 65536 },
+	SURVIVORS("16", 16, 64, 160000),
+	SURVIVORS("128", 128, 40, 160000),
+	SURVIVORS("392", 392, 40, 160000),
+	SURVIVORS("392", 392, 4, 160000),
+	SURVIVORS("2000", 2000, 40, 80000),
+	SURVIVORS("8k", 8000, 8, 20000),
+	SURVIVORS("32k", 32768, 64, 2000),
+	SURVIVORS("32k", 32768, 2, 4000),
 };
 const size_t wl_count = sizeof wl_table / sizeof wl_table[0];
 

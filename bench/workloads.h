@@ -29,6 +29,7 @@ struct wl_args {
 	long iters;            /* rounds of work; each workload defines a round */
 	size_t size;           /* object size, for the fixed-size workloads */
 	unsigned threads;      /* threads, for the multi-threaded workloads */
+	unsigned k;            /* survivors: one object kept of every k */
 	uint64_t seed;
 	wl_phase_fn phase;     /* may be NULL */
 	void *phase_ctx;
@@ -49,6 +50,7 @@ struct workload {
 	unsigned flags;
 	long iters;            /* full run: a few hundred ms for a fast allocator */
 	long iters_quick;      /* --quick: a tenth of that */
+	unsigned k;            /* survivors: one object kept of every k */
 };
 
 extern const struct workload wl_table[];
@@ -68,6 +70,7 @@ uint64_t wl_larson(const struct wl_args *a);
 uint64_t wl_frag(const struct wl_args *a);
 uint64_t wl_calloc_large(const struct wl_args *a);
 uint64_t wl_rss_cycle(const struct wl_args *a);
+uint64_t wl_survivors(const struct wl_args *a);
 
 /* Resident set now (/proc/self/statm), and peak (VmHWM in
  * /proc/self/status), in KiB; -1 when /proc cannot be read. Neither

@@ -110,7 +110,7 @@ extern struct za_theap za_theap_empty, za_theap_exited;
 extern struct za_slab za_slab_empty;
 
 /* The least kept for empty slabs, whatever the recent use: 1 MiB. */
-#define ZA_SLAB_KEEP_MIN_PAGES 256
+#define ZA_SLAB_KEEP_MIN_PAGES 64
 
 extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
 
