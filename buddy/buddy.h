@@ -123,27 +123,42 @@ struct za_zone {
 	uint64_t alloc_calls[ZA_MAX_ORDER], free_calls[ZA_MAX_ORDER];
 } __attribute__((aligned(64)));
 
-/* ---- region table: which zone or huge mapping owns an address ---- */
+/* ---- region table: which zone or huge mapping owns an address ----
+ *
+ * One entry per 64 MiB slot: the region's address, with ZA_REGION_TAG_ZONE
+ * set when the region is a zone. A zone fills its slot exactly, so for a
+ * zone the entry alone answers (free's path: a load and a bit test); a
+ * huge mapping may end inside its last slot, so its size is compared.
+ */
+#define ZA_REGION_TAG_ZONE ((uintptr_t)1)
+#define ZA_REGION_SLOTS ((size_t)1 << (ZA_VA_BITS - ZA_ZONE_SHIFT))
 
-extern struct za_region *za_region_table[(size_t)1 << (ZA_VA_BITS - ZA_ZONE_SHIFT)];
+extern uintptr_t za_region_table[ZA_REGION_SLOTS] ZA_HIDDEN;
+
+static inline uintptr_t za_region_entry(const void *addr)
+{
+	uintptr_t slot = (uintptr_t)addr >> ZA_ZONE_SHIFT;
+	if (unlikely(slot >= ZA_REGION_SLOTS))
+		return 0;
+	return __atomic_load_n(&za_region_table[slot], __ATOMIC_ACQUIRE);
+}
 
 /* O(1), and never faults, whatever the address. */
 static inline struct za_region *za_region_of(const void *addr)
 {
-	uintptr_t a = (uintptr_t)addr;
-	if (unlikely(a >> ZA_VA_BITS))
-		return NULL;
-	struct za_region *r = __atomic_load_n(&za_region_table[a >> ZA_ZONE_SHIFT],
-					      __ATOMIC_ACQUIRE);
-	if (r && likely(a - r->base < r->size))
+	uintptr_t e = za_region_entry(addr);
+	struct za_region *r = (struct za_region *)(e & ~ZA_REGION_TAG_ZONE);
+	if (likely(e & ZA_REGION_TAG_ZONE))
+		return r;
+	if (r && (uintptr_t)addr - r->base < r->size)
 		return r;
 	return NULL;
 }
 
 static inline struct za_zone *za_zone_of(const void *addr)
 {
-	struct za_region *r = za_region_of(addr);
-	return (r && r->kind == ZA_REGION_ZONE) ? (struct za_zone *)r : NULL;
+	uintptr_t e = za_region_entry(addr);
+	return likely(e & ZA_REGION_TAG_ZONE) ? (struct za_zone *)(e - ZA_REGION_TAG_ZONE) : NULL;
 }
 
 #define ZA_PAGE_MAP_BYTES \
@@ -200,9 +215,11 @@ static inline unsigned za_order_for_pages(size_t npages)
 	return npages <= 1 ? 0 : 64u - (unsigned)__builtin_clzll(npages - 1);
 }
 
+/* Zones are aligned to their size: the page within one is address bits. */
 static inline uint32_t za_pfn_of(const struct za_zone *zone, const void *addr)
 {
-	return (uint32_t)(((uintptr_t)addr - zone->region.base) >> ZA_PAGE_SHIFT);
+	(void)zone;
+	return (uint32_t)(((uintptr_t)addr & (ZA_ZONE_SIZE - 1)) >> ZA_PAGE_SHIFT);
 }
 
 static inline void *za_page_addr(const struct za_zone *zone, uint32_t pfn)
@@ -216,7 +233,7 @@ void za_region_unregister(struct za_region *r);
 
 /* ---- zones (buddy/zone.c) ---- */
 
-extern struct za_zone za_zones[ZA_MAX_ZONES];
+extern struct za_zone za_zones[ZA_MAX_ZONES] ZA_HIDDEN;
 extern _Atomic int za_nr_zones;   /* zones[0 .. za_nr_zones) ever used */
 extern pthread_mutex_t za_zones_lock;
 /* Zone lifetime counters, under za_zones_lock. */

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-struct za_region *za_region_table[(size_t)1 << (ZA_VA_BITS - ZA_ZONE_SHIFT)];
+uintptr_t za_region_table[ZA_REGION_SLOTS];
 struct za_zone za_zones[ZA_MAX_ZONES];
 _Atomic int za_nr_zones;
 pthread_mutex_t za_zones_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -23,8 +23,9 @@ int za_region_register(struct za_region *r)
 
 	if ((r->base & (ZA_ZONE_SIZE - 1)) || (r->base + r->size - 1) >> ZA_VA_BITS)
 		return EINVAL;
+	uintptr_t e = (uintptr_t)r | (r->kind == ZA_REGION_ZONE ? ZA_REGION_TAG_ZONE : 0);
 	for (uintptr_t i = first; i <= last; i++)
-		__atomic_store_n(&za_region_table[i], r, __ATOMIC_RELEASE);
+		__atomic_store_n(&za_region_table[i], e, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -34,8 +35,9 @@ void za_region_unregister(struct za_region *r)
 	uintptr_t last = (r->base + r->size - 1) >> ZA_ZONE_SHIFT;
 
 	for (uintptr_t i = first; i <= last; i++)
-		if (__atomic_load_n(&za_region_table[i], __ATOMIC_RELAXED) == r)
-			__atomic_store_n(&za_region_table[i], NULL, __ATOMIC_RELEASE);
+		if ((__atomic_load_n(&za_region_table[i], __ATOMIC_RELAXED) & ~ZA_REGION_TAG_ZONE) ==
+		    (uintptr_t)r)
+			__atomic_store_n(&za_region_table[i], 0, __ATOMIC_RELEASE);
 }
 
 /* Lays a freshly mapped zone out as ZA_ZONE_PAGES / ZA_MAX_BLOCK_PAGES free

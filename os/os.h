@@ -17,16 +17,6 @@
 #define ZA_NOINLINE __attribute__((noinline))
 #define ZA_COLD     __attribute__((cold, noinline))
 
-/* A hint to fetch p's cache line for writing. x86-64: PREFETCHW, which
- * CPUs without it execute as a no-op (gcc emits it only with -mprfchw). */
-static inline void za_prefetch_write(const void *p)
-{
-#if defined(__x86_64__)
-	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-#else
-	__builtin_prefetch(p, 1);
-#endif
-}
 
 /* Maps `size` bytes of fresh zero memory aligned to `align` (a power of two
  * >= the page size). */

@@ -60,32 +60,38 @@ void za_huge_reset_child(void);
 /* malloc: the slab fast path inlined, everything else one call away. */
 static inline void *za_shim_malloc(size_t size)
 {
-	if (likely(size <= ZA_SLAB_MAX)) {
-		void *p = za_slab_alloc(za_size_class(size));
-		return likely(p) ? p : za_shim_nomem(ZA_OK);
-	}
+	if (likely(size <= ZA_DIRECT_MAX))
+		return za_slab_alloc_small(size);
+	if (likely(size <= ZA_SLAB_MAX))
+		return za_slab_alloc(za_size_class(size));
 	return za_shim_malloc_large(size, 0, false);
 }
 
 /*
- * If `p`, at page `pfn` of `zone`, is in a slab, returns its slab and
- * checks that p is the start of an object; NULL when the page is not a
- * slab's. The slab map byte, then the slab's head entry.
+ * p, at page `pfn` of `zone`, is in the slab of order so - 1 that the slab
+ * map names (so != 0): returns the slab after checking that p is the
+ * start of an object in it.
  */
+static inline struct za_slab *za_shim_slab_checked(struct za_zone *zone, uint32_t pfn,
+						   unsigned so, void *p, const char *call)
+{
+	uint32_t head = pfn & ~((1u << (so - 1)) - 1);
+	struct za_slab *slab = za_page_slab(&zone->pages[head]);
+	unsigned cls = slab->cls;
+	uint32_t off = (uint32_t)(((uintptr_t)p & (ZA_ZONE_SIZE - 1)) - ((uintptr_t)head << ZA_PAGE_SHIFT));
+	if (unlikely(!za_class_aligned(cls, off) ||
+		     off + za_classes[cls].size > (ZA_PAGE_SIZE << (so - 1))))
+		za_shim_bad_slab_pointer(p, call);
+	return slab;
+}
+
+/* The slab of p, at page `pfn` of `zone`, checked as above; NULL when the
+ * page is not a slab's. */
 static inline struct za_slab *za_shim_slab_at(struct za_zone *zone, uint32_t pfn, void *p,
 					      const char *call)
 {
-	uint32_t head;
-	struct za_page *page = za_slab_head_of(zone, pfn, &head);
-	if (!page)
-		return NULL;
-	struct za_slab *slab = za_page_slab(page);
-	unsigned cls = slab->cls;
-	uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)za_page_addr(zone, head));
-	uint32_t idx = za_class_index(cls, off);
-	if (unlikely(idx * za_classes[cls].size != off || idx >= slab->capacity))
-		za_shim_bad_slab_pointer(p, call);
-	return slab;
+	unsigned so = zone->slab_map[pfn];
+	return so ? za_shim_slab_checked(zone, pfn, so, p, call) : NULL;
 }
 
 /* The slab of a slab object p (checked as above); NULL when p is not in a
@@ -98,28 +104,28 @@ static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
 	return za_shim_slab_at(zone, za_pfn_of(zone, p), p, call);
 }
 
-/* free: slab objects inline; everything else one tail call away, so the
- * slab path saves no registers. */
+/*
+ * free: slab objects inline (a region table load, a slab map byte, the
+ * slab's entry, the object's check and push: ~50 instructions); everything
+ * else one tail call away, so the slab path saves no registers. NULL has
+ * no zone (slot 0 is never one) and is told apart off the fast path.
+ */
 static inline void za_shim_free(void *p)
 {
-	if (unlikely(!p))
-		return;
-	/* The object's line is read (the double-free mark) and then written
-	 * (the free list link): ask for it writable at once, one coherence
-	 * round trip instead of two when another core wrote it last. */
-	za_prefetch_write(p);
-	struct za_zone *zone = za_zone_of(p);
-	if (likely(zone)) {
+	uintptr_t e = za_region_entry(p);
+	if (likely(e & ZA_REGION_TAG_ZONE)) {
+		struct za_zone *zone = (struct za_zone *)(e - ZA_REGION_TAG_ZONE);
 		uint32_t pfn = za_pfn_of(zone, p);
-		struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "free");
-		if (likely(slab)) {
-			za_slab_free(slab, p);
+		unsigned so = zone->slab_map[pfn];
+		if (likely(so)) {
+			za_slab_free(za_shim_slab_checked(zone, pfn, so, p, "free"), p);
 			return;
 		}
 		za_shim_free_run(zone, pfn, p);
 		return;
 	}
-	za_shim_free_slow(p, "free");
+	if (p)
+		za_shim_free_slow(p, "free");
 }
 
 #endif

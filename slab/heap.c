@@ -11,12 +11,14 @@
 #include "slab/slab.h"
 
 struct za_theap za_theap_empty = {
+	.direct = { [0 ... ZA_DIRECT_SLOTS - 1] = &za_slab_empty },
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
 };
 /* A thread's heap after the thread handed it back: as empty, and a remote
  * free from a thread in that state takes no heap. */
 struct za_theap za_theap_exited = {
+	.direct = { [0 ... ZA_DIRECT_SLOTS - 1] = &za_slab_empty },
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
 };
@@ -303,7 +305,7 @@ struct za_theap *za_theap_acquire(void)
 		if (!heap)
 			return NULL;
 		for (unsigned cls = 0; cls < ZA_NCLASSES; cls++)
-			heap->cur[cls] = &za_slab_empty;
+			za_heap_set_cur(heap, cls, &za_slab_empty);
 		heap->peak_ms = now_ms32();
 		pthread_mutex_lock(&heaps_lock);
 		heap->next = heaps_all;

@@ -30,12 +30,17 @@
 	(SLAB_FITS(sz, 0u) ? 0u : SLAB_FITS(sz, 1u) ? 1u : SLAB_FITS(sz, 2u) ? 2u \
 	 : SLAB_FITS(sz, 3u) ? 3u : SLAB_FITS(sz, 4u) ? 4u : 5u)
 #define SLAB_BYTES(sz) (4096u << SLAB_ORDER(sz))
-/* ceil(2^32 / size): exact for every offset below 2^17 when size >= 16
- * (the error stays below one object), see tests/test_slab_classes.c. */
-#define MAGIC(sz) ((uint32_t)((((uint64_t)1 << 32) + (sz) - 1) / (sz)))
+/* The divisibility test's constants (size_class.h): the odd part of the
+ * size, its inverse mod 2^32 by Newton's iteration (each step doubles the
+ * correct low bits, from 3), and the limit. */
+#define TZ(sz) ((unsigned)__builtin_ctz(sz))
+#define ODD(sz) ((uint32_t)(sz) >> TZ(sz))
+#define NEWTON(o, x) ((uint32_t)((x) * (2u - (o) * (x))))
+#define INV(o) NEWTON(o, NEWTON(o, NEWTON(o, NEWTON(o, (uint32_t)(o)))))
+#define DIV_LIMIT(sz) ((uint32_t)(0xffffffffu / (sz)))
 
-#define CLASS(c) { CSIZE(c), MAGIC(CSIZE(c)), (uint16_t)(SLAB_BYTES(CSIZE(c)) / CSIZE(c)), \
-		   SLAB_ORDER(CSIZE(c)) }
+#define CLASS(c) { CSIZE(c), INV(ODD(CSIZE(c))), DIV_LIMIT(CSIZE(c)), \
+		   (uint16_t)(SLAB_BYTES(CSIZE(c)) / CSIZE(c)), SLAB_ORDER(CSIZE(c)), TZ(CSIZE(c)) }
 #define CLASS8(c) CLASS(c), CLASS(c + 1), CLASS(c + 2), CLASS(c + 3), CLASS(c + 4), \
 		  CLASS(c + 5), CLASS(c + 6), CLASS(c + 7)
 

@@ -13,6 +13,7 @@
 #ifndef ZA_SIZE_CLASS_H
 #define ZA_SIZE_CLASS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,14 +23,24 @@
 #define ZA_NCLASSES      72
 #define ZA_SLAB_MAX_ORDER 5   /* slabs of the largest classes are 128 KiB */
 
+/*
+ * `inv`, `shift` and `div_limit` test "is this offset a multiple of the
+ * object size?" with a multiply and a rotate, no division (Granlund and
+ * Montgomery; Hacker's Delight 10-17): with size = 2^shift * odd and inv
+ * the inverse of odd mod 2^32, off is a multiple of size iff
+ * rotr32(off * inv, shift) <= div_limit = (2^32 - 1) / size.
+ */
 struct za_class_info {
 	uint32_t size;        /* object size */
-	uint32_t div_magic;   /* offset * magic >> 32 == offset / size in a slab */
+	uint32_t inv;
+	uint32_t div_limit;
 	uint16_t capacity;    /* objects per slab */
 	uint8_t order;        /* slab is a 2^order-page buddy block */
+	uint8_t shift;
 };
+_Static_assert(sizeof(struct za_class_info) == 16, "a class is a shift away");
 
-extern const struct za_class_info za_classes[ZA_NCLASSES];
+extern const struct za_class_info za_classes[ZA_NCLASSES] ZA_HIDDEN;
 
 /* size -> class without a loop or a division: two branches, a clz. */
 static inline unsigned za_size_class(size_t size)
@@ -41,15 +52,30 @@ static inline unsigned za_size_class(size_t size)
 	return 8u + (b - 7u) * 8u + (unsigned)((s >> (b - 3u)) & 7u);
 }
 
+/* malloc of up to ZA_DIRECT_MAX bytes finds its slab in one load: each
+ * heap keeps, per 16-byte step of size, the current slab of the step's
+ * class (mimalloc's pages_free_direct). */
+#define ZA_DIRECT_MAX   1024u
+#define ZA_DIRECT_SLOTS (ZA_DIRECT_MAX / 16 + 1)
+
+static inline unsigned za_direct_index(size_t size)
+{
+	return (unsigned)((size + 15) >> 4);
+}
+
 static inline size_t za_class_size(unsigned cls)
 {
 	return za_classes[cls].size;
 }
 
-/* Object index of `offset` bytes into a slab of class `cls`. */
-static inline uint32_t za_class_index(unsigned cls, uint32_t offset)
+/* True when `offset` bytes into a slab of class `cls` is where an object
+ * of the class starts (given offset + size fits in the slab). */
+static inline bool za_class_aligned(unsigned cls, uint32_t offset)
 {
-	return (uint32_t)(((uint64_t)offset * za_classes[cls].div_magic) >> 32);
+	const struct za_class_info *ci = &za_classes[cls];
+	uint32_t x = offset * ci->inv;
+	x = (x >> ci->shift) | (x << ((32 - ci->shift) & 31));
+	return x <= ci->div_limit;
 }
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "slab/slab.h"
 
+#include <errno.h>
 #include <sched.h>
 
 #include "policy/policy.h"
@@ -42,7 +43,7 @@ static void queue_push_front(struct za_theap *heap, struct za_slab *slab)
 		slab->next = head;
 		head->prev = slab;
 	}
-	heap->cur[slab->cls] = slab;
+	za_heap_set_cur(heap, slab->cls, slab);
 	slab->where = ZA_SLAB_AVAIL;
 }
 
@@ -68,7 +69,7 @@ void za_slab_queue_remove(struct za_theap *heap, struct za_slab *slab)
 	if (slab->prev)
 		slab->prev->next = slab->next;
 	else
-		heap->cur[slab->cls] = slab->next ? slab->next : &za_slab_empty;
+		za_heap_set_cur(heap, slab->cls, slab->next ? slab->next : &za_slab_empty);
 	if (slab->next)
 		slab->next->prev = slab->prev;
 	else
@@ -370,7 +371,7 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 	if (unlikely(heap->is_empty_sentinel)) {
 		heap = za_theap_acquire();
 		if (!heap)
-			return NULL;
+			goto nomem;
 	}
 	if (heap->rbuf_slab)
 		za_slab_remote_flush(heap);
@@ -388,7 +389,7 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 	}
 	slab = za_slab_new(heap, cls);
 	if (!slab)
-		return NULL;
+		goto nomem;
 	queue_push_front(heap, slab);
 	slab_carve(slab);
 found:;
@@ -397,6 +398,9 @@ found:;
 	p[1] = NULL;
 	slab->used++;
 	return p;
+nomem:
+	errno = ENOMEM;
+	return NULL;
 }
 
 /* A local free found the slab's free list empty (it may be FULL) or left
@@ -406,7 +410,11 @@ found:;
  * is kept for reuse or given back. */
 void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 {
-	if (slab->where == ZA_SLAB_FULL) {
+	if (likely(slab->where == ZA_SLAB_AVAIL)) {
+		/* The current slab emptied by a malloc/free loop: it stays. */
+		if (slab->used != 0 || heap->cur[slab->cls] == slab)
+			return;
+	} else if (slab->where == ZA_SLAB_FULL) {
 		/* The state stays NOTIFY: the next remote free, if any, takes
 		 * the delayed way once and sets NORMAL. Cheaper than an atomic
 		 * here each time a slab comes back, and no less correct. */

@@ -81,6 +81,7 @@ _Static_assert(sizeof(struct za_slab) <= ZA_PAGE_PRIVATE_BYTES, "slab fits in th
  * gives them back.
  */
 struct za_theap {
+	struct za_slab *direct[ZA_DIRECT_SLOTS];   /* cur[] by 16-byte size step */
 	struct za_slab *cur[ZA_NCLASSES];
 	struct za_slab *last[ZA_NCLASSES];   /* the queue's tail (if not empty) */
 	/* Objects freed by other threads into this heap's FULL slabs. */
@@ -106,8 +107,8 @@ struct za_theap {
 	bool orphan;                       /* in the pool (heaps lock) */
 };
 
-extern struct za_theap za_theap_empty, za_theap_exited;
-extern struct za_slab za_slab_empty;
+extern struct za_theap za_theap_empty ZA_HIDDEN, za_theap_exited ZA_HIDDEN;
+extern struct za_slab za_slab_empty ZA_HIDDEN;
 
 /* The least kept for empty slabs, whatever the recent use: 1 MiB. */
 #define ZA_SLAB_KEEP_MIN_PAGES 64
@@ -116,7 +117,7 @@ extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-e
 
 /* A freed object carries this mark (xor its address) in its second word:
  * a free that finds it is probably a double free, and is verified. */
-extern uintptr_t za_slab_free_mark;
+extern uintptr_t za_slab_free_mark ZA_HIDDEN;
 
 static inline struct za_page *za_slab_page(struct za_slab *slab)
 {
@@ -148,16 +149,51 @@ ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
 void za_slab_remote_flush(struct za_theap *heap);
 #define ZA_RBUF_MAX 256   /* objects chained at most before a push */
 
-/* Fast path: a pop from the thread's current slab, ~8 instructions. */
-static inline void *za_slab_alloc(unsigned cls)
+/* Sets the current slab of a class (the head of its queue), in cur[] and
+ * in the direct slots of the sizes it serves. */
+static inline void za_heap_set_cur(struct za_theap *heap, unsigned cls, struct za_slab *slab)
 {
-	struct za_theap *heap = za_tls_heap;
-	struct za_slab *slab = heap->cur[cls];
+	heap->cur[cls] = slab;
+	uint32_t size = za_classes[cls].size;
+	if (size <= ZA_DIRECT_MAX) {
+		unsigned lo = cls ? za_classes[cls - 1].size / 16 + 1 : 0;
+		for (unsigned i = lo; i <= size / 16; i++)
+			heap->direct[i] = slab;
+	}
+}
+
+/* A pop from a slab's free list; the generic path when it is empty (which
+ * sets errno when it fails). */
+static inline void *za_slab_pop(struct za_theap *heap, struct za_slab *slab, unsigned cls)
+{
 	void **p = slab->free;
 	if (unlikely(!p))
 		return za_slab_alloc_generic(heap, cls);
 	slab->free = *p;
 	p[1] = NULL;   /* clears the free mark */
+	slab->used++;
+	return p;
+}
+
+/* Fast path: a pop from the thread's current slab of the class, ~8
+ * instructions. */
+static inline void *za_slab_alloc(unsigned cls)
+{
+	struct za_theap *heap = za_tls_heap;
+	return za_slab_pop(heap, heap->cur[cls], cls);
+}
+
+/* The same for size <= ZA_DIRECT_MAX: the slab in one load, no class
+ * computed unless the slab is empty. */
+static inline void *za_slab_alloc_small(size_t size)
+{
+	struct za_theap *heap = za_tls_heap;
+	struct za_slab *slab = heap->direct[za_direct_index(size)];
+	void **p = slab->free;
+	if (unlikely(!p))
+		return za_slab_alloc_generic(heap, za_size_class(size));
+	slab->free = *p;
+	p[1] = NULL;
 	slab->used++;
 	return p;
 }
@@ -174,7 +210,9 @@ static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 	}
 	void *old = slab->free;
 	p[0] = old;
-	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
+	/* A relaxed atomic store is a plain store, and keeps the compiler
+	 * from pairing the two into a vector store built in registers. */
+	__atomic_store_n(&p[1], (void *)(za_slab_free_mark ^ (uintptr_t)p), __ATOMIC_RELAXED);
 	slab->free = p;
 	if (unlikely(--slab->used == 0 || !old))
 		za_slab_free_slow(heap, slab);
