@@ -534,11 +534,12 @@ uint64_t wl_calloc_large(const struct wl_args *a)
 /* ---- survivors among freed neighbours ---- */
 
 /*
- * A round: k objects of one size, each written at both ends, then all but
- * the last freed; the last lives to the end, among freed neighbours (how
- * parsers, interpreters and JSON tools build their results). The live set
- * is rounds x size; a heap that lets each survivor pin its slab holds k
- * times that.
+ * A round: k objects of one size, each written whole (as a parser fills
+ * in what it builds), then all but the last freed; the last lives to the
+ * end, among freed neighbours (how parsers, interpreters and JSON tools
+ * build their results). The live set is rounds x size, and with every
+ * byte written the peak RSS measures it; a heap that lets each survivor
+ * pin its slab holds k times that.
  */
 uint64_t wl_survivors(const struct wl_args *a)
 {
@@ -551,8 +552,7 @@ uint64_t wl_survivors(const struct wl_args *a)
 	for (long i = 0; i < a->iters; i++) {
 		for (unsigned j = 0; j < k; j++) {
 			tmp[j] = xmalloc(size, "survivors");
-			tmp[j][0] = (char)j;
-			tmp[j][size - 1] = (char)j;
+			memset(tmp[j], (int)j, size);
 		}
 		for (unsigned j = 0; j + 1 < k; j++)
 			free(tmp[j]);
@@ -570,7 +570,7 @@ uint64_t wl_survivors(const struct wl_args *a)
 
 #define PAIR(nm, sz, it) \
 	{ "pair_" nm, "malloc+free of size " nm ", first and last byte written", wl_pair, sz, 1, 0, \
-	  it, (it) / 10 }
+	  it, (it) / 10, 0 }
 
 #define SURVIVORS(nm, sz, kk, n) \
 	{ "survivors_" nm "_k" #kk, "keep 1 of every " #kk " objects of " nm " B, free the rest", \
@@ -587,25 +587,25 @@ const struct workload wl_table[] = {
 	PAIR("256k", 262144, 1000000),
 	PAIR("1m", 1048576, 1000000),
 	{ "random_small", "replace random slots of 4096 live objects, sizes 8 B..32 KiB small-heavy",
-	  wl_random_small, 0, 1, 0, 10000000, 1000000 },
+	  wl_random_small, 0, 1, 0, 10000000, 1000000, 0 },
 	{ "random_powerlaw", "replace random slots of 1024 live objects, sizes 16 B..1 MiB power law",
-	  wl_random_powerlaw, 0, 1, 0, 4000000, 400000 },
+	  wl_random_powerlaw, 0, 1, 0, 4000000, 400000, 0 },
 	{ "batch", "allocate 4096 objects of 16..512 B, free them in random order",
-	  wl_batch, 0, 1, 0, 2000, 200 },
+	  wl_batch, 0, 1, 0, 2000, 200, 0 },
 	{ "realloc_string", "string builder: realloc to exact length, appends of 1..32 B to 4..64 KiB",
-	  wl_realloc_string, 0, 1, 0, 5000, 500 },
+	  wl_realloc_string, 0, 1, 0, 5000, 500, 0 },
 	{ "realloc_vector", "8 vectors growing side by side by doubling, 16 B..256 KiB",
-	  wl_realloc_vector, 0, 1, 0, 1000, 100 },
+	  wl_realloc_vector, 0, 1, 0, 1000, 100, 0 },
 	{ "prodcons", "producer thread allocates 16..256 B, consumer thread frees",
-	  wl_prodcons, 0, 2, WL_THREADED, 5000000, 500000 },
+	  wl_prodcons, 0, 2, WL_THREADED, 5000000, 500000, 0 },
 	{ "larson", "4 threads swap 8..1000 B objects into random slots of a shared array",
-	  wl_larson, 0, 4, WL_THREADED, 8000000, 800000 },
+	  wl_larson, 0, 4, WL_THREADED, 8000000, 800000, 0 },
 	{ "frag", "interleaved lifetimes in 6 phases, RSS after each (N small objects)",
-	  wl_frag, 0, 1, WL_NO_WARMUP, 500000, 125000 },
+	  wl_frag, 0, 1, WL_NO_WARMUP, 500000, 125000, 0 },
 	{ "calloc_large", "calloc of 128 KiB..4 MiB, a byte per page written, free",
-	  wl_calloc_large, 0, 1, 0, 4000, 400 },
+	  wl_calloc_large, 0, 1, 0, 4000, 400, 0 },
 	{ "rss_cycle", "3 days: grow ~N KiB, free 90%, idle lightly 1.5 s; RSS at each peak and night",
-	  wl_rss_cycle, 0, 1, WL_NO_WARMUP | WL_SLOW, 262144, 65536 },
+	  wl_rss_cycle, 0, 1, WL_NO_WARMUP | WL_SLOW, 262144, 65536, 0 },
 	SURVIVORS("16", 16, 64, 160000),
 	SURVIVORS("128", 128, 40, 160000),
 	SURVIVORS("392", 392, 40, 160000),
