@@ -8,8 +8,11 @@
 #include "buddy/buddy.h"
 
 /* Size of class c (see the layout in size_class.h). */
-#define CHI(c) ((c) < 8 ? 0u : (unsigned)(c) - 8u)
-#define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) : (9u + CHI(c) % 8u) << (CHI(c) / 8u + 4u))
+#define CMID(c) ((unsigned)(c) - 8u)
+#define CHI(c) ((unsigned)(c) - 32u)
+#define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) \
+		  : (c) < 32 ? (9u + CMID(c) % 8u) << (CMID(c) / 8u + 4u) \
+		  : (17u + CHI(c) % 16u) << (CHI(c) / 16u + 6u))
 
 /*
  * A slab is the smallest block of order SLAB_MIN_ORDER..5 that holds at
@@ -45,9 +48,10 @@
 		  CLASS(c + 5), CLASS(c + 6), CLASS(c + 7)
 
 const struct za_class_info za_classes[ZA_NCLASSES] = {
-	CLASS8(0), CLASS8(8), CLASS8(16), CLASS8(24), CLASS8(32),
-	CLASS8(40), CLASS8(48), CLASS8(56), CLASS8(64),
+	CLASS8(0), CLASS8(8), CLASS8(16), CLASS8(24), CLASS8(32), CLASS8(40), CLASS8(48),
+	CLASS8(56), CLASS8(64), CLASS8(72), CLASS8(80), CLASS8(88), CLASS8(96), CLASS8(104),
 };
 
-_Static_assert(CSIZE(71) == 32768, "the last class is the slab maximum");
+_Static_assert(CSIZE(31) == 1024 && CSIZE(32) == 1088, "sixteen per doubling above 1 KiB");
+_Static_assert(CSIZE(ZA_NCLASSES - 1) == 32768, "the last class is the slab maximum");
 _Static_assert(SLAB_ORDER(32768) <= ZA_SLAB_MAX_ORDER, "slab orders fit");

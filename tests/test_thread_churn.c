@@ -194,7 +194,11 @@ int main(void)
 	CHECK_MSG(max.zones <= 2, "%zu zones mapped at the peak", max.zones);
 	CHECK_MSG(max.heaps_live <= start.heaps_live + AT_ONCE, "%zu heaps alive at the peak",
 		  max.heaps_live);
-	CHECK_MSG(max.slabs_live <= start.slabs_live + 256, "%zu slabs alive at the peak",
+	/* At most a slab per class in each heap alive, and the empty ones
+	 * a heap keeps (ZA_SLAB_KEEP_MIN_PAGES, 16 pages a slab). */
+	CHECK_MSG(max.slabs_live <= start.slabs_live +
+					    AT_ONCE * (ZA_NCLASSES + ZA_SLAB_KEEP_MIN_PAGES / 16),
+		  "%zu slabs alive at the peak",
 		  max.slabs_live);
 	/* Pages held, not touched: a slab is a 16-32 page block carved as
 	 * used; each of the AT_ONCE heaps may hold one per class and keep
