@@ -11,10 +11,10 @@
  * big buffers in a loop then pays neither mmap/munmap nor a page fault per
  * 4 KiB each time (glibc gets the same from its dynamic mmap threshold).
  * realloc grows a huge block the same way. The cache holds at most
- * HUGE_CACHE_SLOTS mappings and the larger of HUGE_CACHE_MIN and half the
- * live huge bytes (on mimalloc-bench's malloc-large, a quarter took 20.5 s
- * against half's 13.5 s, glibc's 13.1, at 491 against 537 MB of RSS, glibc
- * 534); the decay pass unmaps what has waited a decay
+ * HUGE_CACHE_SLOTS mappings and the larger of HUGE_CACHE_MIN and a quarter
+ * of the live huge bytes (on mimalloc-bench's malloc-large, half took
+ * 13.5 s, as glibc's 13.1, but 537 MB of RSS; a quarter 20-25 s and 491
+ * MB; mimalloc, which keeps none, 90-100 s and 450 MB); the decay pass unmaps what has waited a decay
  * time, and trim or a drain unmaps everything. Under a heap limit nothing
  * is cached: there, committed memory is meant to be exact.
  */
@@ -62,7 +62,7 @@ static int __cache_pick(size_t size)
 
 static size_t __cache_cap(void)
 {
-	return huge_bytes / 2 > HUGE_CACHE_MIN ? huge_bytes / 2 : HUGE_CACHE_MIN;
+	return huge_bytes / 4 > HUGE_CACHE_MIN ? huge_bytes / 4 : HUGE_CACHE_MIN;
 }
 
 /* ---- mappings ---- */
