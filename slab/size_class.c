@@ -8,8 +8,8 @@
 #include "buddy/buddy.h"
 
 /* Size of class c (see the layout in size_class.h). */
-#define CMID(c) ((unsigned)(c) - 8u)
-#define CHI(c) ((unsigned)(c) - 32u)
+#define CMID(c) ((c) < 8 ? 0u : (unsigned)(c) - 8u)     /* no wide shifts in */
+#define CHI(c) ((c) < 32 ? 0u : (unsigned)(c) - 32u)    /* the unused branches */
 #define CSIZE(c) ((c) < 8 ? 16u * ((c) + 1u) \
 		  : (c) < 32 ? (9u + CMID(c) % 8u) << (CMID(c) / 8u + 4u) \
 		  : (17u + CHI(c) % 16u) << (CHI(c) / 16u + 6u))

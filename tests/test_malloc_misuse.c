@@ -148,12 +148,16 @@ static void run_double_free(void)
  * the two halves of one split block. */
 static void run_double_free_merged(void)
 {
-	char *a = NULL, *b = NULL;
-	for (int i = 0; i < 16; i++) {
-		a = F(malloc)(128 * KiB);
-		b = F(malloc)(128 * KiB);
-		if ((pfn_of(a) ^ 32) == pfn_of(b))
-			break;
+	/* Two runs that are buddies: a 256 KiB run cut in place to its lower
+	 * half gives the upper half back, first on its free list, and the
+	 * next 128 KiB run takes it. */
+	char *a = F(malloc)(256 * KiB);
+	a = F(realloc)(a, 128 * KiB);
+	char *b = F(malloc)(128 * KiB);
+	if ((pfn_of(a) ^ 32) != pfn_of(b)) {
+		fprintf(stderr, "setup: runs at pfn %lu and %lu are not buddies\n", pfn_of(a),
+			pfn_of(b));
+		_exit(0);
 	}
 	char *hi = opaque_ptr(a < b ? b : a);
 	EXPECT("zonealloc: free(%p): not the start of an allocation: zone # pfn %lu is free (double free): inside the free block at pfn # (order #), expected order -1",
