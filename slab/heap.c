@@ -153,16 +153,23 @@ void za_slab_keep_empty(struct za_theap *heap, struct za_slab *slab)
 	release_chain(heap, aged);
 }
 
-struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order)
+/* A kept empty slab of `order`, one that last held class `cls` if one of
+ * the newest few did (its free list is then ready: no carving again). */
+struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order, unsigned cls)
 {
 	if (!__atomic_load_n(&heap->empty[order], __ATOMIC_RELAXED))
 		return NULL;
 	empty_lock(heap);
-	struct za_slab *slab = heap->empty[order];
-	if (slab)
-		__empty_unlink(heap, slab, order);
+	struct za_slab *slab = heap->empty[order], *pick = slab;
+	for (int i = 0; slab && i < 8; i++, slab = slab->next)
+		if (slab->cls == cls) {
+			pick = slab;
+			break;
+		}
+	if (pick)
+		__empty_unlink(heap, pick, order);
 	empty_unlock(heap);
-	return slab;
+	return pick;
 }
 
 /* ---- tidying: what the holder of a heap does before handing it on ---- */

@@ -326,9 +326,17 @@ static void slab_init(struct za_theap *heap, struct za_slab *slab, unsigned cls)
 struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls)
 {
 	const struct za_class_info *ci = &za_classes[cls];
-	struct za_slab *slab = za_slab_take_empty(heap, ci->order);
+	struct za_slab *slab = za_slab_take_empty(heap, ci->order, cls);
 	if (slab) {
 		atomic_fetch_add_explicit(&za_slab_counters.reused, 1, memory_order_relaxed);
+		if (slab->cls == cls) {
+			/* Its objects are all home, on its free list: as it was. */
+			heap->used_pages += 1u << ci->order;
+			if (heap->used_pages > heap->peak_pages)
+				heap->peak_pages = heap->used_pages;
+			slab->where = ZA_SLAB_NONE;
+			return slab;
+		}
 	} else {
 		za_status st;
 		void *block = za_policy_alloc_block(ci->order, za_policy_current(), &st);

@@ -241,7 +241,7 @@ void za_slab_delayed_collect(struct za_theap *heap);
 /* Thread heaps (slab/heap.c). */
 struct za_theap *za_theap_acquire(void);
 void za_slab_keep_empty(struct za_theap *heap, struct za_slab *slab);
-struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order);
+struct za_slab *za_slab_take_empty(struct za_theap *heap, unsigned order, unsigned cls);
 void za_slab_tidy(struct za_theap *heap, bool keep_nothing);
 void za_slab_release_empty(struct za_theap *heap);   /* malloc_trim */
 void za_slab_lock_all(void);
