@@ -30,7 +30,7 @@
 #define ZA_PFN_NONE     UINT32_MAX
 
 /* What a page-map entry describes. Only block heads carry a state other
- * than ZA_PG_TAIL; a slab's other pages point back to its head. */
+ * than ZA_PG_TAIL. */
 enum za_page_state {
 	ZA_PG_TAIL = 0,   /* inside a block whose head is lower */
 	ZA_PG_FREE,       /* head of a free block, on free_area[order];
@@ -38,8 +38,8 @@ enum za_page_state {
 	ZA_PG_BLOCK,      /* head of an allocated 2^order block */
 	ZA_PG_RUN,        /* head of an allocated exact run of `count` pages */
 	ZA_PG_PCP,        /* head of a block held by a per-thread cache */
-	ZA_PG_SLAB,       /* head of a slab (2^order pages) */
-	ZA_PG_SLAB_TAIL,  /* page of a slab; the head is `count` pages lower */
+	ZA_PG_SLAB,       /* head of a slab (2^order pages; the zone's slab
+			   * map says which pages are in it) */
 	ZA_PG_RUN_CACHED, /* head of a freed exact run of `count` pages held by
 			   * a per-thread cache for reuse */
 	ZA_PG_STATE_COUNT
@@ -90,8 +90,10 @@ struct za_region {
  *  - a block is on free_area[k] iff its head is ZA_PG_FREE with order k;
  *    blocks with resident pages come before wholly released ones;
  *  - nr_free[k] counts free_area[k], bit k of free_mask is set iff
- *    nr_free[k] > 0, pages_free = sum of nr_free[k] << k;
- *  - pages_released = sum of `count` over free heads: the free pages whose
+ *    nr_free[k] > 0 (bit ZA_MAX_ORDER iff wild_pfn < ZA_ZONE_PAGES),
+ *    pages_free = sum of nr_free[k] << k plus the pages from wild_pfn on;
+ *  - pages_released = sum of `count` over free heads (and the pages from
+ *    wild_pfn on): the free pages whose
  *    memory was given back (or never touched); the zone commits
  *    ZA_ZONE_PAGES - pages_released pages, and za_committed_pages is the
  *    sum over zones plus huge mappings;
@@ -115,6 +117,12 @@ struct za_zone {
 	_Atomic int active;        /* mapped and serving */
 	pthread_mutex_t lock;
 	_Atomic uint32_t free_mask;  /* read without the lock as a hint */
+	/* Pages from wild_pfn to the end of the zone are free, released and
+	 * on no list yet: a new zone lists its max-order blocks one at a time
+	 * as they are needed (each listing writes a page-map entry, and a
+	 * page of the map per block: 60 KiB of RSS for a small program). Bit
+	 * ZA_MAX_ORDER of free_mask is set while any remain. */
+	uint32_t wild_pfn;
 	uint32_t free_head[ZA_MAX_ORDER], free_tail[ZA_MAX_ORDER];
 	uint32_t nr_free[ZA_MAX_ORDER];
 	_Atomic uint32_t pages_free;
@@ -262,6 +270,8 @@ struct za_merge_result {
  * all its pages were released. ZA_PFN_NONE when there is none. */
 uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget);
 uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order);
+/* Lists every max-order block still in the wilderness (tests). */
+void __za_wild_list_all(struct za_zone *zone);
 /* Frees a block of which `released` pages are released (0 for memory the
  * caller used, 2^order for memory given back). */
 struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigned order,

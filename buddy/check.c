@@ -24,8 +24,20 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	const int zi = zone->index;
 	uint32_t free_heads[ZA_MAX_ORDER] = { 0 }, free_pages = 0, released = 0;
 
+	/* 0. The wilderness: whole max-order blocks at the end, on no list,
+	 * their entries and slab map untouched. */
+	const uint32_t wild = zone->wild_pfn;
+	if (wild > ZA_ZONE_PAGES || wild % ZA_MAX_BLOCK_PAGES)
+		FAIL(zi, wild, -1, "wilderness starts at pfn %u", wild);
+	for (uint32_t pfn = wild; pfn < ZA_ZONE_PAGES; pfn++)
+		if (pages[pfn].state != ZA_PG_TAIL || zone->slab_map[pfn] ||
+		    za_page_resident(zone, pfn))
+			FAIL(zi, pfn, -1, "wilderness page %u is in use (state %u)", pfn,
+			     pages[pfn].state);
+	free_pages = released = ZA_ZONE_PAGES - wild;
+
 	/* 1. Walk the page map block by block: every page covered once. */
-	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES;) {
+	for (uint32_t pfn = 0; pfn < wild;) {
 		const struct za_page *p = &pages[pfn];
 		uint32_t span;
 
@@ -48,19 +60,14 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			break;
 		case ZA_PG_TAIL:
 			FAIL(zi, pfn, -1, "page belongs to no block");
-		case ZA_PG_SLAB_TAIL:
-			FAIL(zi, pfn, -1, "slab tail page without its slab head");
 		default:
 			FAIL(zi, pfn, -1, "page state %u is corrupt", p->state);
 		}
-		if (pfn + span > ZA_ZONE_PAGES)
+		if (pfn + span > wild)
 			FAIL(zi, pfn, p->order, "block runs past the end of the zone");
 		for (uint32_t i = 1; i < span; i++) {
 			const struct za_page *t = &pages[pfn + i];
-			bool ok = p->state == ZA_PG_SLAB
-					  ? (t->state == ZA_PG_SLAB_TAIL && t->count == i)
-					  : t->state == ZA_PG_TAIL;
-			if (!ok)
+			if (t->state != ZA_PG_TAIL)
 				FAIL(zi, pfn + i, p->order,
 				     "page %u inside the block at pfn %u has state %u", pfn + i,
 				     pfn, t->state);
@@ -125,8 +132,10 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			FAIL(zi, prev, (int)k, "free list %u: tail is %u, last block is %u", k,
 			     zone->free_tail[k], prev);
 	}
-	if (mask >> ZA_MAX_ORDER)
+	if (mask >> (ZA_MAX_ORDER + 1))
 		FAIL(zi, ZA_PFN_NONE, -1, "free_mask has bits above the max order");
+	if (!!(mask >> ZA_MAX_ORDER) != (wild < ZA_ZONE_PAGES))
+		FAIL(zi, ZA_PFN_NONE, -1, "free_mask's wilderness bit disagrees with pfn %u", wild);
 	if (atomic_load(&zone->pages_free) != free_pages)
 		FAIL(zi, ZA_PFN_NONE, -1, "pages_free = %u, recount = %u",
 		     atomic_load(&zone->pages_free), free_pages);
@@ -137,7 +146,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	/* 4. Residency: only free pages may be released, and a free block's
 	 * count of released pages is exact. The walk above proved the
 	 * structure, so blocks can be stepped through safely. */
-	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES;) {
+	for (uint32_t pfn = 0; pfn < wild;) {
 		const struct za_page *p = &pages[pfn];
 		uint32_t span = p->state == ZA_PG_RUN || p->state == ZA_PG_RUN_CACHED
 					? p->count : 1u << p->order;

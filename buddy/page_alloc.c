@@ -175,9 +175,36 @@ static inline uint32_t __commit_cost(const struct za_page *head, unsigned k, uns
  * before untouched or released memory is faulted in, even if that splits
  * a larger block (what the buddy splits it merges again).
  */
+/* Lists the next max-order block of the wilderness; false when none is
+ * left. */
+static bool __za_wild_take(struct za_zone *zone)
+{
+	uint32_t pfn = zone->wild_pfn;
+	if (pfn >= ZA_ZONE_PAGES)
+		return false;
+	zone->wild_pfn = pfn + ZA_MAX_BLOCK_PAGES;
+	if (zone->wild_pfn >= ZA_ZONE_PAGES)
+		atomic_fetch_and_explicit(&zone->free_mask, ~(1u << ZA_MAX_ORDER),
+					  memory_order_relaxed);
+	/* Out of the wilderness's counts, into the lists' (__list_add). */
+	__add_relaxed(&zone->pages_free, -(int32_t)ZA_MAX_BLOCK_PAGES);
+	__add_relaxed(&zone->pages_released, -(int32_t)ZA_MAX_BLOCK_PAGES);
+	__commit_add(ZA_MAX_BLOCK_PAGES);
+	__list_add(zone, pfn, ZA_MAX_ORDER - 1, ZA_MAX_BLOCK_PAGES, 0);
+	return true;
+}
+
+void __za_wild_list_all(struct za_zone *zone)
+{
+	while (__za_wild_take(zone))
+		;
+}
+
 uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
 {
-	uint32_t mask = atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order;
+again:;
+	uint32_t mask = (atomic_load_explicit(&zone->free_mask, memory_order_relaxed) &
+			 ((1u << ZA_MAX_ORDER) - 1)) >> order;
 	unsigned pick = ZA_MAX_ORDER;
 	uint32_t pick_cost = 0;
 	for (; mask; mask &= mask - 1) {
@@ -193,8 +220,11 @@ uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
 				break;
 		}
 	}
-	if (pick == ZA_MAX_ORDER)
+	if (pick == ZA_MAX_ORDER) {
+		if (*budget >= (1u << order) && __za_wild_take(zone))
+			goto again;
 		return ZA_PFN_NONE;
+	}
 	if (*budget != SIZE_MAX)
 		*budget -= pick_cost;
 	uint32_t pfn = zone->free_head[pick];
@@ -325,7 +355,6 @@ static const char *const state_names[ZA_PG_STATE_COUNT] = {
 	[ZA_PG_RUN] = "an allocated exact run",
 	[ZA_PG_PCP] = "free in a per-thread cache (double free)",
 	[ZA_PG_SLAB] = "a slab",
-	[ZA_PG_SLAB_TAIL] = "inside a slab (not a block head)",
 	[ZA_PG_RUN_CACHED] = "a freed run in a per-thread cache (double free)",
 };
 
@@ -462,14 +491,12 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order)
 	struct za_page *head = &zone->pages[pfn];
 
 	/* Under the lock, so a concurrent za_buddy_check never sees a slab
-	 * head with unmarked tails. */
+	 * head without its map. The other pages' entries stay as any block's
+	 * (free() finds the head through the slab map): a slab touches one
+	 * 64-byte entry of the page map, not one per page. */
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_SLAB;
 	head->order = (uint8_t)order;
-	for (uint32_t i = 1; i < (1u << order); i++) {
-		head[i].state = ZA_PG_SLAB_TAIL;
-		head[i].count = i;
-	}
 	memset(&zone->slab_map[pfn], (int)order + 1, (size_t)1 << order);
 	pthread_mutex_unlock(&zone->lock);
 	return head;
@@ -484,10 +511,6 @@ void za_buddy_free_slab(void *block)
 
 	pthread_mutex_lock(&zone->lock);
 	memset(&zone->slab_map[pfn], 0, (size_t)1 << order);
-	for (uint32_t i = 1; i < (1u << order); i++) {
-		head[i].state = ZA_PG_TAIL;
-		head[i].count = 0;
-	}
 	head->state = ZA_PG_BLOCK;
 	pthread_mutex_unlock(&zone->lock);
 	if (order < ZA_PCP_ORDERS && za_pcp_free(zone, pfn, order))

@@ -51,11 +51,18 @@ static void zone_fill(struct za_zone *zone)
 	atomic_store_explicit(&zone->free_mask, 0, memory_order_relaxed);
 	atomic_store_explicit(&zone->pages_free, 0, memory_order_relaxed);
 	atomic_store_explicit(&zone->pages_released, 0, memory_order_relaxed);
-	/* Fresh pages are released pages: untouched, zero, not yet committed. */
+	/* Fresh pages are released pages: untouched, zero, not yet committed.
+	 * The first max-order block is listed; the rest is wilderness, listed
+	 * when rmqueue finds nothing else (__za_wild_take). */
 	atomic_fetch_add(&za_committed_pages, ZA_ZONE_PAGES);
 	atomic_fetch_add(&za_zone_span_pages, ZA_ZONE_PAGES);
-	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES; pfn += ZA_MAX_BLOCK_PAGES)
-		__za_free_one(zone, pfn, ZA_MAX_ORDER - 1, ZA_MAX_BLOCK_PAGES);
+	__za_free_one(zone, 0, ZA_MAX_ORDER - 1, ZA_MAX_BLOCK_PAGES);
+	uint32_t wild = ZA_ZONE_PAGES - ZA_MAX_BLOCK_PAGES;
+	zone->wild_pfn = ZA_MAX_BLOCK_PAGES;
+	atomic_fetch_add_explicit(&zone->pages_free, wild, memory_order_relaxed);
+	atomic_fetch_add_explicit(&zone->pages_released, wild, memory_order_relaxed);
+	atomic_fetch_sub(&za_committed_pages, wild);
+	atomic_fetch_or_explicit(&zone->free_mask, 1u << ZA_MAX_ORDER, memory_order_relaxed);
 }
 
 za_status za_zone_grow(unsigned order)

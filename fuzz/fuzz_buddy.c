@@ -85,7 +85,9 @@ static void assert_coalesced(void)
 		for (unsigned k = 0; k + 1 < ZA_MAX_ORDER; k++)
 			FUZZ_ASSERT(z->nr_free[k] == 0, "zone %d: %u free blocks of order %u left unmerged",
 				    i, z->nr_free[k], k);
-		FUZZ_ASSERT(z->nr_free[ZA_MAX_ORDER - 1] == ZA_ZONE_PAGES / ZA_MAX_BLOCK_PAGES,
+		FUZZ_ASSERT(z->nr_free[ZA_MAX_ORDER - 1] +
+					    (ZA_ZONE_PAGES - z->wild_pfn) / ZA_MAX_BLOCK_PAGES ==
+				    ZA_ZONE_PAGES / ZA_MAX_BLOCK_PAGES,
 			    "zone %d is not wholly free", i);
 	}
 }

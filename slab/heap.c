@@ -87,9 +87,9 @@ static void __empty_unlink(struct za_theap *heap, struct za_slab *slab, unsigned
 
 /* Takes the kept empty slabs that have waited a decay time (all of them
  * when `all`) off the lists, chained through `next` (empty lock held). */
-static struct za_slab *__empty_aged(struct za_theap *heap, bool all)
+static struct za_slab *__empty_aged(struct za_theap *heap, bool all, uint32_t now)
 {
-	uint32_t now = now_ms32(), decay = (uint32_t)za_policy_decay_ms();
+	uint32_t decay = (uint32_t)za_policy_decay_ms();
 	struct za_slab *out = NULL;
 	for (unsigned k = 0; k <= ZA_SLAB_MAX_ORDER; k++) {
 		struct za_slab *slab;
@@ -120,8 +120,11 @@ static size_t release_chain(struct za_theap *heap, struct za_slab *slab)
  * (all of them when `all`). Any thread may. */
 static size_t empty_decay(struct za_theap *heap, bool all)
 {
+	/* The real clock: the decay pass may run in a thread (the background
+	 * reclaimer) that allocates too seldom to keep the cheap one fresh. */
+	uint32_t now = (uint32_t)za_now_ms();
 	empty_lock(heap);
-	struct za_slab *aged = __empty_aged(heap, all);
+	struct za_slab *aged = __empty_aged(heap, all, now);
 	empty_unlock(heap);
 	return release_chain(heap, aged);
 }
@@ -133,7 +136,7 @@ void za_slab_keep_empty(struct za_theap *heap, struct za_slab *slab)
 	unsigned order = za_slab_page(slab)->order;
 	uint32_t budget = keep_budget(heap);
 	empty_lock(heap);
-	struct za_slab *aged = __empty_aged(heap, false);
+	struct za_slab *aged = __empty_aged(heap, false, now_ms32());
 	bool keep = heap->empty_pages + (1u << order) <= budget;
 	if (keep) {
 		za_slab_page(slab)->next = now_ms32();

@@ -419,7 +419,6 @@ nomem:
 void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab)
 {
 	if (likely(slab->where == ZA_SLAB_AVAIL)) {
-		/* The current slab emptied by a malloc/free loop: it stays. */
 		if (slab->used != 0 || heap->cur[slab->cls] == slab)
 			return;
 	} else if (slab->where == ZA_SLAB_FULL) {

@@ -68,6 +68,14 @@ static inline bool aligned_to(const void *p, size_t align)
  * largest order (ZA_ZONE_PAGES / ZA_MAX_BLOCK_PAGES of them). Returns the
  * index of the first zone that does not, or -1. Call after za_drain_caches.
  */
+/* Free max-order blocks of a zone: listed ones and those still in the
+ * wilderness (a new zone lists its blocks as it needs them). Lock held. */
+static inline uint32_t top_blocks_free(const struct za_zone *zone)
+{
+	return zone->nr_free[ZA_MAX_ORDER - 1] +
+	       (ZA_ZONE_PAGES - zone->wild_pfn) / ZA_MAX_BLOCK_PAGES;
+}
+
 static inline int first_uncoalesced_zone(void)
 {
 	int n = atomic_load(&za_nr_zones);
@@ -80,7 +88,7 @@ static inline int first_uncoalesced_zone(void)
 		if (atomic_load(&zone->active)) {
 			for (unsigned k = 0; k < ZA_MAX_ORDER - 1; k++)
 				bad |= zone->nr_free[k] != 0;
-			bad |= zone->nr_free[ZA_MAX_ORDER - 1] != ZA_ZONE_PAGES / ZA_MAX_BLOCK_PAGES;
+			bad |= top_blocks_free(zone) != ZA_ZONE_PAGES / ZA_MAX_BLOCK_PAGES;
 			bad |= atomic_load(&zone->pages_free) != ZA_ZONE_PAGES;
 		}
 		pthread_mutex_unlock(&zone->lock);

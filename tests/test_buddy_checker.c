@@ -150,6 +150,24 @@ int main(void)
 	CHECK(cached > 0);
 	CHECK_HEAP();
 
+	/* 0. The wilderness (the zone's unlisted tail) must be untouched. */
+	CHECK(z->wild_pfn < ZA_ZONE_PAGES);
+	corrupt_begin(z);
+	z->pages[ZA_ZONE_PAGES - 5].state = ZA_PG_BLOCK;
+	corrupt_end(z);
+	expect("wilderness in use", zi, ZA_ZONE_PAGES - 5, -1, "wilderness page");
+	after_repair("wilderness in use", z);
+	corrupt_begin(z);
+	atomic_fetch_and(&z->free_mask, ~(1u << ZA_MAX_ORDER));
+	corrupt_end(z);
+	expect("wilderness bit", zi, NONE, -1, "wilderness bit");
+	after_repair("wilderness bit", z);
+	/* The cases below want the zone's max-order blocks on their list. */
+	pthread_mutex_lock(&z->lock);
+	__za_wild_list_all(z);
+	pthread_mutex_unlock(&z->lock);
+	CHECK_HEAP();
+
 	/* 1. A free block's order flipped down: its upper half is orphaned. */
 	corrupt_begin(z);
 	z->pages[B].order = 4;
@@ -328,12 +346,13 @@ int main(void)
 	expect("lost head", zi, A, -1, "belongs to no block");
 	after_repair("lost head", z);
 
-	/* A slab head whose pages were never marked as its tails. */
+	/* A slab head that the slab map does not know: free() would not
+	 * find the slab of its objects. */
 	corrupt_begin(z);
 	z->pages[A].state = ZA_PG_SLAB;
 	corrupt_end(z);
-	expect("slab tails", zi, A + 1, 5, "inside the block at pfn");
-	after_repair("slab tails", z);
+	expect("slab without map", zi, A, 5, "slab map byte 0 at pfn");
+	after_repair("slab without map", z);
 
 	/* A page block that the slab map calls a slab page: free() would
 	 * take one of its addresses for a slab object. */

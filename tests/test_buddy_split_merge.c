@@ -136,7 +136,7 @@ static void zone_one_order(struct za_zone *zone)
 		for (unsigned j = 0; j < TOP; j++)
 			CHECK_MSG(zone->nr_free[j] == (j >= k ? 1u : 0u), "order %u: nr_free[%u] = %u",
 				  k, j, zone->nr_free[j]);
-		CHECK(zone->nr_free[TOP] == TOP_BLOCKS - 1);
+		CHECK(top_blocks_free(zone) == TOP_BLOCKS - 1);
 		/* Each free piece is the buddy of the half that was kept. */
 		for (unsigned j = k; j < TOP; j++) {
 			uint32_t half = (pfn & ~((1u << j) - 1)) ^ (1u << j);
@@ -176,7 +176,7 @@ static void zone_staircase(struct za_zone *zone, bool upwards)
 	CHECK(zone->nr_free[0] == 1 && zone->free_head[0] == pfn[0] + 1);
 	for (unsigned j = 1; j < TOP; j++)
 		CHECK(zone->nr_free[j] == 0);
-	CHECK(zone->nr_free[TOP] == TOP_BLOCKS - 1);
+	CHECK(top_blocks_free(zone) == TOP_BLOCKS - 1);
 	pthread_mutex_unlock(&zone->lock);
 
 	for (unsigned i = 0; i < TOP; i++) {
