@@ -13,9 +13,10 @@
  *
  * Invariants of a slab (kept by the holder of its heap; slab/slab.c):
  *  - every object is in exactly one place: handed out, on `free`, on the
- *    `remote` list, on the heap's `delayed` list, or not yet carved
+ *    `remote` list, on the heap's `delayed` list, in a freeing thread's
+ *    chain of remote frees not yet pushed (rbuf_*), or not yet carved
  *    (index >= `carved`);
- *  - `used` = handed out + on `remote` + on `delayed`: used == 0 means
+ *  - `used` = all of those but `free` and the uncarved: used == 0 means
  *    every object is home and the slab may be emptied;
  *  - `where` says which list of its heap the slab is on: the queue of its
  *    class (AVAIL: it has a free or uncarved object, or is the class's
@@ -34,6 +35,9 @@
  * neighbours never pins a slab that nothing reuses, and no full slab is
  * ever rescanned. While a slab is NOTIFYING the notifier still touches it:
  * the owner puts such an object back on `delayed` instead of freeing it.
+ * NOTIFY may outlive the slab's full spell (clearing it would cost an
+ * atomic each time a slab comes back): the next remote free then takes
+ * the delayed way once, which is harmless.
  */
 #ifndef ZA_SLAB_H
 #define ZA_SLAB_H
@@ -110,7 +114,7 @@ struct za_theap {
 extern struct za_theap za_theap_empty ZA_HIDDEN, za_theap_exited ZA_HIDDEN;
 extern struct za_slab za_slab_empty ZA_HIDDEN;
 
-/* The least kept for empty slabs, whatever the recent use: 1 MiB. */
+/* The least kept for empty slabs, whatever the recent use: 256 KiB. */
 #define ZA_SLAB_KEEP_MIN_PAGES 64
 
 extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
