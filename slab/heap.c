@@ -317,6 +317,7 @@ struct za_theap *za_theap_acquire(void)
 		for (unsigned cls = 0; cls < ZA_NCLASSES; cls++)
 			za_heap_set_cur(heap, cls, &za_slab_empty);
 		heap->peak_ms = now_ms32();
+		heap->idle_countdown = ZA_IDLE_SCAN_CALLS;
 		pthread_mutex_lock(&heaps_lock);
 		heap->next = heaps_all;
 		if (heaps_all)
@@ -358,6 +359,8 @@ void za_slab_stats_get(struct za_slab_stats *st)
 	st->heaps_live = atomic_load(&za_slab_counters.heaps_live);
 	st->heaps_created = atomic_load(&za_slab_counters.heaps_created);
 	st->heaps_adopted = atomic_load(&za_slab_counters.heaps_adopted);
+	st->idle_trims = atomic_load(&za_slab_counters.idle_trims);
+	st->idle_pages = atomic_load(&za_slab_counters.idle_pages);
 }
 
 /* ---- fork ---- */

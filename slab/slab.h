@@ -98,6 +98,7 @@ struct za_theap {
 	uint32_t used_pages;       /* pages of the heap's other slabs */
 	uint32_t peak_pages;       /* most used_pages since peak_ms */
 	uint32_t peak_ms;
+	uint32_t idle_countdown;   /* slow-path calls to the next idle scan (slab.c) */
 	/* Frees of other heaps' objects by this heap's threads: counted here,
 	 * not in a shared counter every freeing thread would write. */
 	uint64_t remote_frees;
@@ -147,11 +148,12 @@ static inline struct za_slab *za_slab_of_object(const void *p)
 }
 
 ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
-ZA_NOINLINE void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab);
+ZA_NOINLINE void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_remote(struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
 void za_slab_remote_flush(struct za_theap *heap);
 #define ZA_RBUF_MAX 256   /* objects chained at most before a push */
+#define ZA_IDLE_SCAN_CALLS 2048   /* slow-path calls between idle scans */
 
 /* Sets the current slab of a class (the head of its queue), in cur[] and
  * in the direct slots of the sizes it serves. */
@@ -219,7 +221,7 @@ static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 	__atomic_store_n(&p[1], (void *)(za_slab_free_mark ^ (uintptr_t)p), __ATOMIC_RELAXED);
 	slab->free = p;
 	if (unlikely(--slab->used == 0 || !old))
-		za_slab_free_slow(heap, slab);
+		za_slab_free_slow(heap, slab, p);
 }
 
 /* Fast path of free for an object already checked to be in `slab`: every
@@ -256,6 +258,7 @@ void za_slab_reset_child(void);
 struct za_slab_counters {
 	_Atomic uint64_t created, released, reused, remote_frees, delayed_frees;
 	_Atomic uint64_t heaps_created, heaps_live, heaps_adopted;
+	_Atomic uint64_t idle_trims, idle_pages;   /* slab.c: slab_idle_scan */
 };
 extern struct za_slab_counters za_slab_counters;
 
@@ -264,6 +267,7 @@ struct za_slab_stats {
 	uint64_t slabs_reused;        /* empty slabs taken again, any class */
 	uint64_t remote_frees, delayed_frees;
 	uint64_t heaps_live, heaps_created, heaps_adopted, heaps_orphaned;
+	uint64_t idle_trims, idle_pages;   /* idle current slabs' pages given back */
 };
 void za_slab_stats_get(struct za_slab_stats *st);
 

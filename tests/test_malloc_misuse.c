@@ -1,7 +1,8 @@
 /*
  * Misuse through the malloc API. Each case runs in a forked child that
  * must die of SIGABRT after writing one exact line to stderr: double frees
- * (slab object, from its own thread and from another; run; huge mapping),
+ * (slab object, from its own thread and from another, into a slab trimmed
+ * while idle; run; huge mapping),
  * interior pointers (slab, run, huge), pointers zonealloc never returned
  * (stack, static data, a private mmap, wild addresses), realloc and
  * malloc_usable_size of a foreign pointer, free_sized with a size larger
@@ -109,6 +110,23 @@ static void slab_double_free_big_class(void)
 	F(free)(p);
 	F(free)(opaque_ptr(p));
 	F(free)(keep);
+}
+
+/* The slab was trimmed while its class was idle (slab.c: slab_idle_scan):
+ * its free list is gone and the freed object's page with its mark, so
+ * only the count of objects out can tell. */
+static void slab_double_free_trimmed(void)
+{
+	void *objs[16];   /* a class the warm-up left alone */
+	for (int i = 0; i < 16; i++)
+		objs[i] = F(malloc)(7000);
+	for (int i = 0; i < 16; i++)
+		F(free)(objs[i]);
+	for (int i = 0; i < 8192; i++)   /* three idle scans (slab.c) or more */
+		F(free)(opaque_ptr(F(malloc)(opaque_size(40))));
+	void *p = opaque_ptr(objs[12]);
+	EXPECT("zonealloc: free(%p): double free of a 7168-byte slab object (zone #)", p);
+	F(free)(p);
 }
 
 static void *free_twice(void *arg)
@@ -353,6 +371,7 @@ int main(void)
 		{ "slab double free", slab_double_free },
 		{ "slab double free 20 KiB", slab_double_free_big_class },
 		{ "slab double free remote", slab_double_free_remote },
+		{ "slab double free trimmed", slab_double_free_trimmed },
 		{ "run double free", run_double_free },
 		{ "run double free merged", run_double_free_merged },
 		{ "huge double free", huge_double_free },
