@@ -2,6 +2,7 @@
  * Diagnostics without allocation: a tiny formatter into caller buffers, the
  * fatal reporter used for misuse and corruption, and backtraces.
  */
+#include "config.h"   /* HAVE_LIBUNWIND: without it no trace is compiled in */
 #include "os/os.h"
 
 #include <signal.h>
@@ -170,7 +171,7 @@ void za_backtrace(int fd)
 			   (unsigned long)off);
 	}
 #else
-	(void)fd;
+	za_dprintf(fd, "  (no backtrace: built without libunwind)\n");
 #endif
 }
 

@@ -7,7 +7,8 @@
  * (stack, static data, a private mmap, wild addresses), realloc and
  * malloc_usable_size of a foreign pointer, free_sized with a size larger
  * than the allocation, free_aligned_sized with the wrong alignment, and a
- * page block freed with free. Pointers pass through volatile so the
+ * page block freed with free; and that a report's backtrace names the
+ * caller. Pointers pass through volatile so the
  * compiler cannot drop or reason about the calls.
  *
  * Built twice (tests/malloc_test.h): with the za_* calls, and with the
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "config.h"
 #include "tests/malloc_test.h"
 
 #ifdef TEST_NAMES
@@ -32,6 +34,7 @@ void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 #define MiB ((size_t)1 << 20)
 
 static char *expect;   /* shared with the children */
+static const char *death_rest;   /* what the child wrote after its first line */
 
 static unsigned long pfn_of(const void *p)
 {
@@ -79,6 +82,7 @@ static void run_death(const char *name, void (*fn)(void))
 	char *nl = strchr(out, '\n');
 	if (nl)
 		*nl = '\0';
+	death_rest = nl ? nl + 1 : "";
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
 		  "%s: child %s %d, stderr: %s", name,
 		  WIFSIGNALED(status) ? "died of signal" : "exited with", WIFSIGNALED(status)
@@ -127,6 +131,23 @@ static void slab_double_free_trimmed(void)
 	void *p = opaque_ptr(objs[12]);
 	EXPECT("zonealloc: free(%p): double free of a 7168-byte slab object (zone #)", p);
 	F(free)(p);
+}
+
+/* The report's backtrace must name the function that misused the heap:
+ * global and not inlined, so its name is in the symbol table. */
+__attribute__((noinline)) void za_test_misuse_caller(void *p);
+__attribute__((noinline)) void za_test_misuse_caller(void *p)
+{
+	F(free)(p);
+	F(free)(opaque_ptr(p));
+	__asm__ volatile("" ::: "memory");   /* no tail call: keep the frame */
+}
+
+static void slab_double_free_backtrace(void)
+{
+	void *p = opaque_ptr(F(malloc)(200));
+	EXPECT("zonealloc: free(%p): double free of a 208-byte slab object (zone #)", p);
+	za_test_misuse_caller(p);
 }
 
 static void *free_twice(void *arg)
@@ -395,6 +416,18 @@ int main(void)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		run_death(cases[i].name, cases[i].fn);
+
+	/* The line is followed by a backtrace through the caller, or where
+	 * libunwind was not built in, a line that says so. */
+	run_death("backtrace", slab_double_free_backtrace);
+#ifdef HAVE_LIBUNWIND
+	CHECK_MSG(strstr(death_rest, "za_test_misuse_caller+0x") != NULL,
+		  "the report's backtrace does not name the caller:\n%s", death_rest);
+#else
+	CHECK_MSG(strstr(death_rest, "(no backtrace: built without libunwind)") != NULL,
+		  "no word on the missing backtrace:\n%s", death_rest);
+#endif
+	printf("  backtrace:\n%s", death_rest);
 
 	for (int i = 0; i < 64; i++)
 		F(free)(warm[i]);
