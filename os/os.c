@@ -9,6 +9,7 @@
 #include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 int za_os_map(size_t size, void **out)
@@ -22,6 +23,27 @@ int za_os_map(size_t size, void **out)
 		return err ? err : ENOMEM;
 	*out = p;
 	return 0;
+}
+
+/*
+ * The most one mapping may ever hold: the machine's memory and swap. The
+ * kernel's heuristic overcommit (vm.overcommit_memory = 0) refuses a
+ * single mapping above this, but MAP_NORESERVE skips that check, and mode
+ * 1 skips it always; a request this big would only end in the OOM killer,
+ * so the heap refuses it itself. Read each time (swap comes and goes):
+ * one system call beside a mapping of megabytes.
+ */
+size_t za_os_memory_max(void)
+{
+	struct sysinfo si;
+	int saved = errno;
+	int err = sysinfo(&si);
+	errno = saved;
+	if (err)
+		return SIZE_MAX;
+	unsigned long long unit = si.mem_unit ? si.mem_unit : 1;
+	unsigned long long total = ((unsigned long long)si.totalram + si.totalswap) * unit;
+	return total > SIZE_MAX ? SIZE_MAX : (size_t)total;
 }
 
 int za_os_map_aligned(size_t size, size_t align, void **out)

@@ -22,6 +22,8 @@
  * >= the page size). */
 int za_os_map_aligned(size_t size, size_t align, void **out);
 int za_os_map(size_t size, void **out);
+/* RAM and swap in bytes: no single mapping may be larger (os.c). */
+size_t za_os_memory_max(void);
 int za_os_unmap(void *addr, size_t size);
 /* Resizes the mapping at addr: in place when `to` is NULL, else moved (its
  * pages, not copied) to the address `to`, replacing what is mapped there. */

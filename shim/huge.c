@@ -107,6 +107,8 @@ static bool mapping_resize(struct za_huge *h, size_t mapped)
 		return true;
 	}
 	size_t more = (mapped - old) >> ZA_PAGE_SHIFT;
+	if (mapped > za_os_memory_max())
+		return false;
 	if (za_policy_charge(more, za_policy_current()) != ZA_OK)
 		return false;
 	if (za_os_remap(base, old, mapped, NULL, &q) != 0) {
@@ -171,6 +173,10 @@ void *za_huge_alloc(size_t size, size_t align, bool zero)
 		h = NULL;
 	}
 
+	/* More than the machine's memory and swap: refused at once, as the
+	 * kernel would without MAP_NORESERVE (os.c: za_os_memory_max). */
+	if (mapped > za_os_memory_max())
+		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
 	za_status st = za_policy_charge(mapped >> ZA_PAGE_SHIFT, za_policy_current());
 	if (st != ZA_OK)
 		return za_shim_nomem(st);

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 
 #include "buddy/buddy.h"
 #include "policy/policy.h"
@@ -183,6 +184,45 @@ static void case_too_large(void)
 		  (unsigned long long)(s1.enomem[ZA_ENOMEM_TOO_LARGE] -
 				       s0.enomem[ZA_ENOMEM_TOO_LARGE]));
 	CHECK(s1.enomem[ZA_ENOMEM_OS] == 0 && s1.enomem[ZA_ENOMEM_LIMIT] == 0);
+	CHECK_HEAP();
+	check_usable();
+}
+
+/*
+ * More than the machine's memory and swap: refused at once, whatever
+ * vm.overcommit_memory says (the heap maps with MAP_NORESERVE, which
+ * skips the kernel's own check): glibc refuses these too. Sizes are taken
+ * from sysinfo, so the case means the same on any machine: just above
+ * RAM + swap, ten times that, and 1 TiB more. A realloc that grows a
+ * huge block past it fails and keeps the block.
+ */
+static void case_beyond_memory(void)
+{
+	struct sysinfo si;
+	CHECK(sysinfo(&si) == 0);
+	size_t total = ((size_t)si.totalram + si.totalswap) * (si.mem_unit ? si.mem_unit : 1);
+	const size_t sizes[] = { total + ((size_t)64 << 20), total * 10,
+				 total + ((size_t)1 << 40) };
+	struct za_stats s0 = pt_stats();
+	za_status st;
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		volatile size_t n = sizes[i];
+		CHECK_MALLOC_FAILS(za_malloc(n), ZA_ENOMEM_TOO_LARGE);
+		CHECK_MALLOC_FAILS(za_calloc(n / 8, 8), ZA_ENOMEM_TOO_LARGE);
+		CHECK_STATUS(za_alloc(n, 0, ZA_F_NONE, &st), st, ZA_ENOMEM_TOO_LARGE);
+	}
+	char *p = za_malloc((size_t)8 << 20);   /* a huge mapping of its own */
+	CHECK(p);
+	if (p) {
+		memset(p, 0x3c, (size_t)8 << 20);
+		volatile size_t n = sizes[0];
+		CHECK_MALLOC_FAILS(za_realloc(p, n), ZA_ENOMEM_TOO_LARGE);
+		bool intact = p[0] == 0x3c && p[((size_t)8 << 20) - 1] == 0x3c;
+		CHECK(intact);
+		za_free(p);
+	}
+	struct za_stats s1 = pt_stats();
+	CHECK(s1.enomem[ZA_ENOMEM_OS] == s0.enomem[ZA_ENOMEM_OS]);
 	CHECK_HEAP();
 	check_usable();
 }
@@ -612,6 +652,7 @@ int main(void)
 {
 	run_case("einval", case_einval, 30);
 	run_case("too_large", case_too_large, 30);
+	run_case("beyond_memory", case_beyond_memory, 30);
 	run_case("limit", case_limit, 30);
 	run_case("os_first_zone", case_os_first_zone, 30);
 	run_case("os_full_zone", case_os_full_zone, 30);
