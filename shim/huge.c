@@ -33,6 +33,13 @@ static unsigned cache_n;
 static size_t cache_bytes;
 static uint64_t cache_hits;
 static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+/* The last HUGE_FREED_SLOTS huge blocks freed, so a second free of one
+ * (its mapping kept in the cache or unmapped, in no region either way) is
+ * called a double free, not a foreign pointer. (A free of an address the
+ * program has mapped there since is named so too: a misuse either way.) */
+#define HUGE_FREED_SLOTS 64
+static struct { uintptr_t base; size_t size; } freed_ring[HUGE_FREED_SLOTS];
+static unsigned freed_next;
 
 /* ---- the cache (huge_lock held) ---- */
 
@@ -211,6 +218,9 @@ void za_huge_free(struct za_huge *h)
 	za_region_unregister(&h->region);
 	huge_count--;
 	huge_bytes -= size;
+	freed_ring[freed_next].base = h->region.base;
+	freed_ring[freed_next].size = size;
+	freed_next = (freed_next + 1) % HUGE_FREED_SLOTS;
 	if (za_policy_budget(za_policy_current()) == SIZE_MAX && size <= __cache_cap()) {
 		/* The oldest make room. */
 		while (cache_n && (cache_n == HUGE_CACHE_SLOTS || cache_bytes + size > __cache_cap())) {
@@ -291,6 +301,17 @@ void za_huge_lock_all(void)
 void za_huge_unlock_all(void)
 {
 	pthread_mutex_unlock(&huge_lock);
+}
+
+size_t za_huge_freed_size(const void *p)
+{
+	size_t size = 0;
+	pthread_mutex_lock(&huge_lock);
+	for (unsigned i = 0; i < HUGE_FREED_SLOTS; i++)
+		if (freed_ring[i].base == (uintptr_t)p && freed_ring[i].size)
+			size = freed_ring[i].size;
+	pthread_mutex_unlock(&huge_lock);
+	return size;
 }
 
 void za_huge_reset_child(void)

@@ -58,9 +58,14 @@ void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
 void za_shim_free_slow(void *p, const char *call)
 {
 	struct za_region *r = za_region_of(p);
-	if (unlikely(!r))
+	if (unlikely(!r)) {
+		size_t freed = za_huge_freed_size(p);
+		if (freed)
+			za_fatal("%s(%p): double free of a huge block (%zu bytes, freed before)", call,
+				 p, freed);
 		za_fatal("%s(%p): pointer not allocated by zonealloc (no zone or huge mapping owns it)",
 			 call, p);
+	}
 	if (r->kind == ZA_REGION_HUGE) {
 		if (unlikely((uintptr_t)p != r->base))
 			za_fatal("%s(%p): interior pointer into the huge allocation at %p", call, p,

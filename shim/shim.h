@@ -37,6 +37,8 @@ struct za_huge_stats {
 
 void *za_huge_alloc(size_t size, size_t align, bool zero);
 void za_huge_free(struct za_huge *h);
+/* The size of a recently freed huge block at p, 0 if none (huge.c). */
+size_t za_huge_freed_size(const void *p);
 void *za_huge_resize(struct za_huge *h, size_t size);
 void za_huge_stats(struct za_huge_stats *st);
 

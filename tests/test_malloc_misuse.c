@@ -210,9 +210,18 @@ static void run_double_free_merged(void)
 static void huge_double_free(void)
 {
 	void *p = opaque_ptr(F(malloc)(8 * MiB));
-	EXPECT("zonealloc: free(%p): pointer not allocated by zonealloc (no zone or huge mapping owns it)",
-	       p);
+	EXPECT("zonealloc: free(%p): double free of a huge block (8388608 bytes, freed before)", p);
 	F(free)(p);
+	F(free)(opaque_ptr(p));
+}
+
+/* The same once its mapping is gone (not kept for reuse). */
+static void huge_double_free_unmapped(void)
+{
+	void *p = opaque_ptr(F(malloc)(8 * MiB));
+	EXPECT("zonealloc: free(%p): double free of a huge block (8388608 bytes, freed before)", p);
+	F(free)(p);
+	F(malloc_trim)(0);   /* unmaps the kept mappings */
 	F(free)(opaque_ptr(p));
 }
 
@@ -396,6 +405,7 @@ int main(void)
 		{ "run double free", run_double_free },
 		{ "run double free merged", run_double_free_merged },
 		{ "huge double free", huge_double_free },
+		{ "huge double free unmapped", huge_double_free_unmapped },
 		{ "slab interior", slab_interior },
 		{ "slab interior realloc", slab_interior_realloc },
 		{ "run interior page", run_interior_page },
