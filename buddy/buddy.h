@@ -39,7 +39,8 @@ enum za_page_state {
 	ZA_PG_RUN,        /* head of an allocated exact run of `count` pages */
 	ZA_PG_PCP,        /* head of a block held by a per-thread cache */
 	ZA_PG_SLAB,       /* head of a slab (2^order pages; the zone's slab
-			   * map says which pages are in it) */
+			   * map says which pages are in it); `count` is the
+			   * slab tier's (its idle scan's note) */
 	ZA_PG_RUN_CACHED, /* head of a freed exact run of `count` pages held by
 			   * a per-thread cache for reuse */
 	ZA_PG_STATE_COUNT

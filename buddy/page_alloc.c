@@ -395,9 +395,10 @@ void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 			 expected_order);
 	}
 	const char *state = page->state < ZA_PG_STATE_COUNT ? state_names[page->state] : "corrupt";
+	/* A slab head's count is the slab tier's (slab.c: the idle scan). */
 	za_fatal("%s(%p): %s: zone %d pfn %u is %s (order %u, %u pages), expected order %d",
-		 call, ptr, what, zone->index, pfn, state, page->order, page->count,
-		 expected_order);
+		 call, ptr, what, zone->index, pfn, state, page->order,
+		 page->state == ZA_PG_SLAB ? 0u : page->count, expected_order);
 }
 
 /* The checks every page-level free makes before anything is trusted:
