@@ -169,12 +169,6 @@ static inline uint32_t __commit_cost(const struct za_page *head, unsigned k, uns
 	return head->count == (1u << k) ? 1u << order : head->count;
 }
 
-/*
- * The smallest order whose first block has resident pages (lists keep
- * those first), else the smallest order at all: warm memory is reused
- * before untouched or released memory is faulted in, even if that splits
- * a larger block (what the buddy splits it merges again).
- */
 /* Lists the next max-order block of the wilderness; false when none is
  * left. */
 static bool __za_wild_take(struct za_zone *zone)
@@ -200,6 +194,12 @@ void __za_wild_list_all(struct za_zone *zone)
 		;
 }
 
+/*
+ * The smallest order whose first block has resident pages (lists keep
+ * those first), else the smallest order at all: warm memory is reused
+ * before untouched or released memory is faulted in, even if that splits
+ * a larger block (what the buddy splits it merges again).
+ */
 uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
 {
 again:;
