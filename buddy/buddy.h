@@ -58,15 +58,21 @@ enum za_page_state {
 /*
  * One entry per 4 KiB page, 64 bytes, kept out of band in the zone's page
  * map. next/prev link free blocks of one order (pfns within the zone);
- * `private` belongs to whoever holds the block: a per-thread cache links
- * through it, a slab keeps its descriptor in it.
+ * `private`, `owner_data` and, while the block is allocated, `owner_word`
+ * belong to whoever holds it: a per-thread cache links through `private`;
+ * a slab keeps its descriptor there and its class's reciprocal and shift
+ * in `owner_word` and `owner_data` (free's check, in the line it loads).
  */
 struct za_page {
-	uint32_t next, prev;   /* free: list links; pcp: prev = zone index */
+	union {
+		uint32_t next;         /* free: list link */
+		uint32_t owner_word;   /* allocated: the holder's */
+	};
+	uint32_t prev;         /* free: list link; pcp: zone index */
 	uint8_t state;
 	uint8_t order;
 	uint8_t flags;
-	uint8_t owner_data;  /* free for the holder of the block (slab class) */
+	uint8_t owner_data;    /* the holder's */
 	uint32_t count;
 	union {
 		struct za_page *pcp_next;
@@ -108,11 +114,11 @@ struct za_zone {
 	 * free pages may be clear. Kept beside the page map, so counting the
 	 * released pages of a range is a few popcounts. */
 	uint64_t *resident;
-	/* A byte per page: 0 unless the page is in a slab, else the slab's
-	 * order + 1. Slabs are buddy blocks, aligned to their size, so the
-	 * head of the slab holding pfn is pfn with the low `order` bits clear:
+	/* A byte per page: 0 unless the page is in a slab, else 1 + its
+	 * distance from the slab's head page (slabs are at most 32 pages), so
 	 * free() finds a slab from 16 KiB of dense map (a cache line covers
-	 * 256 KiB of heap) instead of a 64-byte entry per page. */
+	 * 256 KiB of heap) instead of a 64-byte entry per page, and the
+	 * object's offset in the slab with a subtraction and a shift. */
 	uint8_t *slab_map;
 	int index;
 	_Atomic int active;        /* mapped and serving */
@@ -178,10 +184,10 @@ static inline struct za_zone *za_zone_of(const void *addr)
 static inline struct za_page *za_slab_head_of(const struct za_zone *zone, uint32_t pfn,
 					      uint32_t *head_pfn)
 {
-	unsigned so = zone->slab_map[pfn];
-	if (!so)
+	unsigned d = zone->slab_map[pfn];
+	if (!d)
 		return NULL;
-	*head_pfn = pfn & ~((1u << (so - 1)) - 1);
+	*head_pfn = pfn + 1 - d;
 	return &zone->pages[*head_pfn];
 }
 

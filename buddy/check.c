@@ -72,14 +72,14 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 				     "page %u inside the block at pfn %u has state %u", pfn + i,
 				     pfn, t->state);
 		}
-		/* The slab map says slab (with the slab's order) exactly on
-		 * slab pages. */
-		uint8_t want_map = p->state == ZA_PG_SLAB ? (uint8_t)(p->order + 1) : 0;
+		/* The slab map says slab (with the page's distance from the
+		 * head) exactly on slab pages. */
+		bool is_slab = p->state == ZA_PG_SLAB;
 		for (uint32_t i = 0; i < span; i++)
-			if (zone->slab_map[pfn + i] != want_map)
+			if (zone->slab_map[pfn + i] != (is_slab ? i + 1 : 0))
 				FAIL(zi, pfn + i, p->order,
 				     "slab map byte %u at pfn %u, expected %u (block at pfn %u)",
-				     zone->slab_map[pfn + i], pfn + i, want_map, pfn);
+				     zone->slab_map[pfn + i], pfn + i, is_slab ? i + 1 : 0, pfn);
 		if (p->state == ZA_PG_FREE) {
 			released += p->count;
 			free_heads[p->order]++;

@@ -498,7 +498,8 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order)
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_SLAB;
 	head->order = (uint8_t)order;
-	memset(&zone->slab_map[pfn], (int)order + 1, (size_t)1 << order);
+	for (uint32_t i = 0; i < 1u << order; i++)
+		zone->slab_map[pfn + i] = (uint8_t)(i + 1);
 	pthread_mutex_unlock(&zone->lock);
 	return head;
 }

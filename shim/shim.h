@@ -70,19 +70,20 @@ static inline void *za_shim_malloc(size_t size)
 }
 
 /*
- * p, at page `pfn` of `zone`, is in the slab of order so - 1 that the slab
- * map names (so != 0): returns the slab after checking that p is the
- * start of an object in it.
+ * p, at page `pfn` of `zone`, is in a slab, so - 1 pages above its head
+ * (so, the slab map's byte, != 0): returns the slab after checking that p
+ * is the start of one of its objects. The object's index is below the capacity
+ * iff it is (za_class_index), and the head's entry, loaded anyway, holds
+ * the class's reciprocal: no class table load, one compare. (Two compares
+ * and the class table cost random_small 3 ns of 15 per operation.)
  */
 static inline struct za_slab *za_shim_slab_checked(struct za_zone *zone, uint32_t pfn,
 						   unsigned so, void *p, const char *call)
 {
-	uint32_t head = pfn & ~((1u << (so - 1)) - 1);
-	struct za_slab *slab = za_page_slab(&zone->pages[head]);
-	unsigned cls = slab->cls;
-	uint32_t off = (uint32_t)(((uintptr_t)p & (ZA_ZONE_SIZE - 1)) - ((uintptr_t)head << ZA_PAGE_SHIFT));
-	if (unlikely(!za_class_aligned(cls, off) ||
-		     off + za_classes[cls].size > (ZA_PAGE_SIZE << (so - 1))))
+	struct za_page *page = &zone->pages[pfn + 1 - so];
+	struct za_slab *slab = za_page_slab(page);
+	uint32_t off = ((so - 1) << ZA_PAGE_SHIFT) | ((uint32_t)(uintptr_t)p & (ZA_PAGE_SIZE - 1));
+	if (unlikely(za_class_index(page->owner_word, page->owner_data, off) >= slab->capacity))
 		za_shim_bad_slab_pointer(p, call);
 	return slab;
 }

@@ -94,7 +94,7 @@ static struct za_slab *__empty_aged(struct za_theap *heap, bool all, uint32_t no
 	for (unsigned k = 0; k <= ZA_SLAB_MAX_ORDER; k++) {
 		struct za_slab *slab;
 		while ((slab = heap->empty_tail[k]) &&
-		       (all || now - za_slab_page(slab)->next >= decay)) {
+		       (all || now - za_slab_page(slab)->count >= decay)) {
 			__empty_unlink(heap, slab, k);
 			slab->next = out;
 			out = slab;
@@ -139,7 +139,7 @@ void za_slab_keep_empty(struct za_theap *heap, struct za_slab *slab)
 	struct za_slab *aged = __empty_aged(heap, false, now_ms32());
 	bool keep = heap->empty_pages + (1u << order) <= budget;
 	if (keep) {
-		za_slab_page(slab)->next = now_ms32();
+		za_slab_page(slab)->count = now_ms32();   /* the page's `count` is the tier's */
 		slab->prev = NULL;
 		slab->next = heap->empty[order];
 		if (slab->next)

@@ -73,14 +73,14 @@ static inline size_t za_class_size(unsigned cls)
 	return za_classes[cls].size;
 }
 
-/* True when `offset` bytes into a slab of class `cls` is where an object
- * of the class starts (given offset + size fits in the slab). */
-static inline bool za_class_aligned(unsigned cls, uint32_t offset)
+/* The index of the object that starts `offset` bytes into a slab of the
+ * class whose `inv` and `shift` these are; for an offset that is no
+ * object's start, a number above the class's div_limit, so above any
+ * capacity: free's whole check is this and one compare. */
+static inline uint32_t za_class_index(uint32_t inv, unsigned shift, uint32_t offset)
 {
-	const struct za_class_info *ci = &za_classes[cls];
-	uint32_t x = offset * ci->inv;
-	x = (x >> ci->shift) | (x << ((32 - ci->shift) & 31));
-	return x <= ci->div_limit;
+	uint32_t x = offset * inv;
+	return (x >> shift) | (x << ((32 - shift) & 31));
 }
 
 #endif

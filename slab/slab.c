@@ -312,7 +312,10 @@ static bool slab_carve(struct za_slab *slab)
 static void slab_init(struct za_theap *heap, struct za_slab *slab, unsigned cls)
 {
 	const struct za_class_info *ci = &za_classes[cls];
-	za_slab_page(slab)->owner_data = (uint8_t)cls;
+	struct za_page *page = za_slab_page(slab);
+	page->owner_word = ci->inv;
+	page->owner_data = ci->shift;
+	page->count = 0;
 	slab->free = NULL;
 	atomic_store_explicit(&slab->remote, 0, memory_order_relaxed);
 	slab->next = slab->prev = NULL;
@@ -332,6 +335,7 @@ struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls)
 		atomic_fetch_add_explicit(&za_slab_counters.reused, 1, memory_order_relaxed);
 		if (slab->cls == cls) {
 			/* Its objects are all home, on its free list: as it was. */
+			za_slab_page(slab)->count = 0;   /* was the keep time */
 			heap->used_pages += 1u << order;
 			if (heap->used_pages > heap->peak_pages)
 				heap->peak_pages = heap->used_pages;
@@ -345,7 +349,6 @@ struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls)
 			return NULL;
 		struct za_page *head = za_buddy_make_slab(block, order);
 		head->prev = (uint32_t)za_zone_of(block)->index;
-		head->count = 0;
 		slab = za_page_slab(head);
 		atomic_fetch_add_explicit(&za_slab_counters.created, 1, memory_order_relaxed);
 	}
@@ -364,6 +367,7 @@ void za_slab_release(struct za_theap *heap, struct za_slab *slab)
 	struct za_page *page = za_slab_page(slab);
 	page->prev = ZA_PFN_NONE;
 	page->owner_data = 0;
+	page->owner_word = 0;
 	page->count = 0;
 	za_buddy_free_slab(base);
 	atomic_fetch_add_explicit(&za_slab_counters.released, 1, memory_order_relaxed);

@@ -236,6 +236,19 @@ static void slab_interior(void)
 	F(free)(q);
 }
 
+/* 48-byte objects fill a 64 KiB slab (a block aligned to its size) up
+ * to 1365 * 48 = 65520: the 16 bytes left are where an object would
+ * start by its alignment, but past the last one. */
+static void slab_past_last(void)
+{
+	char *p = F(malloc)(48);
+	uintptr_t base = (uintptr_t)p & ~(uintptr_t)0xffff;
+	void *q = opaque_ptr((char *)base + 1365 * 48);
+	EXPECT("zonealloc: free(%p): interior pointer: not the start of an object in the slab at zone # pfn %lu",
+	       q, pfn_of(q));
+	F(free)(q);
+}
+
 static void slab_interior_realloc(void)
 {
 	char *p = F(malloc)(3000);
@@ -408,6 +421,7 @@ int main(void)
 		{ "huge double free unmapped", huge_double_free_unmapped },
 		{ "slab interior", slab_interior },
 		{ "slab interior realloc", slab_interior_realloc },
+		{ "slab past the last object", slab_past_last },
 		{ "run interior page", run_interior_page },
 		{ "run interior first page", run_interior_first_page },
 		{ "huge interior", huge_interior },

@@ -2,8 +2,9 @@
  * The size-class table: sizes are multiples of 16 and increasing, a size
  * maps to the smallest class that holds it, the direct slots of small
  * sizes name that class, slabs hold their capacity, and the division-free
- * test of free() (za_class_aligned) agrees with off % size == 0 for every
- * offset of every class's slab.
+ * test of free() (za_class_index below the capacity) agrees with
+ * off % size == 0 && off / size < capacity for every offset of every
+ * class's slab and past its end.
  */
 #include <stdio.h>
 
@@ -22,8 +23,11 @@ int main(void)
 			  ci->capacity);
 		CHECK_MSG(ci->order <= ZA_SLAB_MAX_ORDER, "class %u: order %u", c, ci->order);
 		unsigned wrong = 0;
-		for (uint32_t off = 0; off <= slab_bytes; off++)
-			wrong += za_class_aligned(c, off) != (off % ci->size == 0);
+		for (uint32_t off = 0; off <= slab_bytes + ci->size; off++) {
+			uint32_t x = za_class_index(ci->inv, ci->shift, off);
+			bool object = off % ci->size == 0 && off / ci->size < ci->capacity;
+			wrong += (x < ci->capacity) != object || (object && x != off / ci->size);
+		}
 		CHECK_MSG(wrong == 0, "class %u (%u B): %u offsets misjudged", c, ci->size, wrong);
 	}
 	for (size_t size = 0; size <= ZA_SLAB_MAX; size++) {
