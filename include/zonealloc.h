@@ -146,6 +146,11 @@ void za_stats_get(struct za_stats *stats);
 /* Writes the heap report (as ZONEALLOC_STATS=1 prints at exit) to fd. */
 void za_stats_print(int fd);
 
+/* Writes every ZONEALLOC_* option, its default, what it accepts and what
+ * it does, one entry per option, to fd (the launcher's --options). Only in
+ * libzonealloc.so and libzonealloc.a, which read the options. */
+void za_options_print(int fd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,9 +3,12 @@
  * report at exit. The allocator serves before any of this runs (its state
  * starts as static empty structures); nothing here allocates.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "policy/policy.h"
 #include "preload/options.h"
@@ -47,12 +50,29 @@ static void fork_child(void)
 	za_background_reset_child();
 }
 
+/* Where the exit report goes: a copy of the standard error the program
+ * started with, taken at start-up, so a program that closes its stderr
+ * before exit (coreutils' close_stdout) still shows the report. Above the
+ * low numbers a program may expect to get from open(), and close-on-exec. */
+static int report_fd = -1;
+
+static void report_fd_open(void)
+{
+	report_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
+	if (report_fd < 0)
+		report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	if (report_fd < 0)
+		report_fd = 2;
+}
+
 void za_preload_init(void)
 {
 	static int done;
 	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return;
 	za_options_init();
+	if (za_option(ZA_OPT_STATS) != ZA_STATS_OFF)
+		report_fd_open();
 	za_reclaim_set_mode(za_option(ZA_OPT_RECLAIM) == 1 ? ZA_RELEASE_FREE : ZA_RELEASE_DONTNEED);
 	za_policy_set_decay_ms((uint64_t)za_option(ZA_OPT_DECAY_MS));
 	if (za_option(ZA_OPT_LIMIT))
@@ -64,8 +84,20 @@ void za_preload_init(void)
 __attribute__((destructor)) static void za_dtor(void)
 {
 	za_background_stop();
-	if (za_option(ZA_OPT_STATS))
-		za_stats_print(2);
+	if (za_option(ZA_OPT_STATS) == ZA_STATS_TEXT) {
+		za_stats_print(report_fd);
+	} else if (za_option(ZA_OPT_STATS) == ZA_STATS_FILE) {
+		char path[4096];
+		za_option_stats_path(path, sizeof path);
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			za_stats_print(fd);
+			close(fd);
+		} else {
+			za_dprintf(report_fd, "zonealloc: ZONEALLOC_STATS: cannot write %s (%s)\n", path,
+				   strerrorname_np(errno));
+		}
+	}
 	if (za_option(ZA_OPT_CHECK)) {
 		struct za_check_result res;
 		if (za_buddy_check(&res))

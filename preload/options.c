@@ -1,29 +1,57 @@
 /*
- * Options. Values accept 1/0, on/off, true/false, yes/no and plain numbers
- * with K, M or G suffixes (powers of 1024).
+ * Options. Switches accept 1/0, on/off, true/false, yes/no; sizes and
+ * times are plain numbers, sizes with K, M or G suffixes (powers of 1024).
+ * A value the heap cannot honour is refused with one line that names the
+ * option and what it accepts, and the default stays.
  */
 #include "preload/options.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "os/os.h"
+#include "zonealloc.h"
 
 extern char **environ;
 
+enum opt_kind { OPT_SWITCH, OPT_SIZE, OPT_MS, OPT_CHOICE, OPT_STATS };
+
 struct za_option_desc {
-	const char *name;      /* after the ZONEALLOC_ prefix */
-	long long value;       /* the default until parsed */
-	const char *words[3];  /* for a choice: the words, valued 0, 1, 2 */
+	const char *name;       /* after the ZONEALLOC_ prefix */
+	enum opt_kind kind;
+	long long value;        /* the default until parsed */
+	long long min, max;     /* sizes and times (0 is always accepted for a size: none) */
+	const char *words[3];   /* a choice: the words, valued 0, 1, 2 */
+	const char *shown;      /* the default, as --options shows it */
+	const char *accepts;    /* what the value may be */
+	const char *meaning;
 };
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
-	[ZA_OPT_STATS] = { "STATS", 0, { 0 } },
-	[ZA_OPT_CHECK] = { "CHECK", 0, { 0 } },
-	[ZA_OPT_LIMIT] = { "LIMIT", 0, { 0 } },
-	[ZA_OPT_DECAY_MS] = { "DECAY_MS", 1000, { 0 } },
-	[ZA_OPT_RECLAIM] = { "RECLAIM", 0, { "dontneed", "free", 0 } },
-	[ZA_OPT_BACKGROUND] = { "BACKGROUND", 0, { 0 } },
+	[ZA_OPT_STATS] = { "STATS", OPT_STATS, ZA_STATS_OFF, 0, 0, { 0 }, "0",
+			   "0, 1 or text, or a FILE name (%p: the process id)",
+			   "print the heap report at exit: to the standard error the program "
+			   "started with (kept open even if the program closes it), or into FILE" },
+	[ZA_OPT_CHECK] = { "CHECK", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+			   "check every zone's invariants at exit (za_buddy_check); abort on a fault" },
+	[ZA_OPT_LIMIT] = { "LIMIT", OPT_SIZE, 0, ZA_LIMIT_MIN, (long long)1 << 50, { 0 }, "0 (none)",
+			   "0, or a size from 1M (K, M, G suffixes)",
+			   "cap the memory the heap commits; requests beyond it fail with "
+			   "ZA_ENOMEM_LIMIT (NULL and ENOMEM from malloc)" },
+	[ZA_OPT_DECAY_MS] = { "DECAY_MS", OPT_MS, 1000, 0, 86400000, { 0 }, "1000",
+			      "milliseconds, 0 to 86400000",
+			      "free pages unused this long are given back to the OS" },
+	[ZA_OPT_RECLAIM] = { "RECLAIM", OPT_CHOICE, 0, 0, 0, { "dontneed", "free", 0 }, "dontneed",
+			     "dontneed or free",
+			     "how pages are given back: MADV_DONTNEED (RSS drops at once) or "
+			     "MADV_FREE (the kernel takes them when it needs them)" },
+	[ZA_OPT_BACKGROUND] = { "BACKGROUND", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+				"a background thread gives back decayed pages while the program "
+				"sleeps" },
 };
+
+/* ZONEALLOC_STATS=FILE keeps its value here (environ may change later). */
+static char stats_path[4096];
 
 static bool parse_choice(const struct za_option_desc *o, const char *s, long long *out)
 {
@@ -35,17 +63,22 @@ static bool parse_choice(const struct za_option_desc *o, const char *s, long lon
 	return false;
 }
 
-static bool parse_value(const char *s, long long *out)
+static bool parse_switch(const char *s, long long *out)
 {
 	static const struct { const char *word; long long v; } words[] = {
-		{ "on", 1 }, { "true", 1 }, { "yes", 1 },
-		{ "off", 0 }, { "false", 0 }, { "no", 0 },
+		{ "1", 1 }, { "on", 1 }, { "true", 1 }, { "yes", 1 },
+		{ "0", 0 }, { "off", 0 }, { "false", 0 }, { "no", 0 },
 	};
 	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
 		if (!strcasecmp(s, words[i].word)) {
 			*out = words[i].v;
 			return true;
 		}
+	return false;
+}
+
+static bool parse_number(const char *s, bool suffixes, long long *out)
+{
 	if (*s < '0' || *s > '9')
 		return false;
 	long long v = 0;
@@ -55,16 +88,56 @@ static bool parse_value(const char *s, long long *out)
 		v = v * 10 + (*s - '0');
 	}
 	int shift = 0;
-	switch (*s) {
-	case 'k': case 'K': shift = 10; s++; break;
-	case 'm': case 'M': shift = 20; s++; break;
-	case 'g': case 'G': shift = 30; s++; break;
+	if (suffixes) {
+		switch (*s) {
+		case 'k': case 'K': shift = 10; s++; break;
+		case 'm': case 'M': shift = 20; s++; break;
+		case 'g': case 'G': shift = 30; s++; break;
+		}
+		if (*s == 'b' || *s == 'B')
+			s++;
 	}
-	if (*s == 'b' || *s == 'B')
-		s++;
 	if (*s || v > (1LL << (62 - shift)))
 		return false;
 	*out = v << shift;
+	return true;
+}
+
+static bool parse(struct za_option_desc *o, const char *s)
+{
+	long long v;
+	switch (o->kind) {
+	case OPT_SWITCH:
+		if (!parse_switch(s, &v))
+			return false;
+		break;
+	case OPT_CHOICE:
+		if (!parse_choice(o, s, &v))
+			return false;
+		break;
+	case OPT_SIZE:
+	case OPT_MS:
+		if (!parse_number(s, o->kind == OPT_SIZE, &v))
+			return false;
+		if ((v || o->kind != OPT_SIZE) && (v < o->min || v > o->max))
+			return false;
+		break;
+	case OPT_STATS:
+		if (parse_switch(s, &v))
+			break;
+		if (!strcasecmp(s, "text")) {
+			v = ZA_STATS_TEXT;
+			break;
+		}
+		if (!*s || strlen(s) >= sizeof stats_path - 32)
+			return false;
+		memcpy(stats_path, s, strlen(s) + 1);
+		v = ZA_STATS_FILE;
+		break;
+	default:
+		return false;
+	}
+	o->value = v;
 	return true;
 }
 
@@ -86,10 +159,9 @@ void za_options_init(void)
 			if (strlen(options[i].name) != len || strncmp(name, options[i].name, len))
 				continue;
 			known = true;
-			bool ok = options[i].words[0] ? parse_choice(&options[i], eq + 1, &options[i].value)
-						      : parse_value(eq + 1, &options[i].value);
-			if (!ok)
-				za_dprintf(2, "zonealloc: ignoring %s: not a valid value\n", *e);
+			if (!parse(&options[i], eq + 1))
+				za_dprintf(2, "zonealloc: ignoring %s: ZONEALLOC_%s takes %s\n", *e,
+					   options[i].name, options[i].accepts);
 		}
 		if (!known)
 			za_dprintf(2, "zonealloc: unknown option ignored: %s\n", *e);
@@ -99,4 +171,30 @@ void za_options_init(void)
 long long za_option(enum za_option opt)
 {
 	return options[opt].value;
+}
+
+const char *za_option_stats_path(char *buf, size_t cap)
+{
+	if (options[ZA_OPT_STATS].value != ZA_STATS_FILE)
+		return NULL;
+	size_t n = 0;
+	for (const char *s = stats_path; *s && n + 24 < cap; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			n += za_fmt(buf + n, cap - n, "%d", (int)getpid());
+			s++;
+		} else {
+			buf[n++] = *s;
+		}
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+ZA_EXPORT void za_options_print(int fd)
+{
+	for (int i = 0; i < ZA_OPT_COUNT; i++) {
+		const struct za_option_desc *o = &options[i];
+		za_dprintf(fd, "ZONEALLOC_%s (default %s; %s)\n    %s\n", o->name, o->shown,
+			   o->accepts, o->meaning);
+	}
 }

@@ -1,6 +1,7 @@
 /*
- * ZONEALLOC_* options: a table of name, default and parsed value, read
- * from `environ` directly (no getenv, no stdio, no allocation), once.
+ * ZONEALLOC_* options: one table of name, kind, default, accepted range and
+ * meaning, read from `environ` directly (no getenv, no stdio, no
+ * allocation), once. The launcher's `--options` prints the same table.
  */
 #ifndef ZA_OPTIONS_H
 #define ZA_OPTIONS_H
@@ -9,7 +10,7 @@
 #include <stddef.h>
 
 enum za_option {
-	ZA_OPT_STATS,      /* ZONEALLOC_STATS=1: print the report at exit */
+	ZA_OPT_STATS,      /* ZONEALLOC_STATS=1|text|FILE: the report at exit */
 	ZA_OPT_CHECK,      /* ZONEALLOC_CHECK=1: run za_buddy_check at exit */
 	ZA_OPT_LIMIT,      /* ZONEALLOC_LIMIT=256M: cap committed memory */
 	ZA_OPT_DECAY_MS,   /* ZONEALLOC_DECAY_MS=1000: release free pages older */
@@ -18,7 +19,16 @@ enum za_option {
 	ZA_OPT_COUNT
 };
 
+/* Values of ZA_OPT_STATS. */
+enum { ZA_STATS_OFF = 0, ZA_STATS_TEXT = 1, ZA_STATS_FILE = 2 };
+
+/* The smallest ZONEALLOC_LIMIT the heap honours (0 is "no limit"). */
+#define ZA_LIMIT_MIN ((long long)1 << 20)
+
 void za_options_init(void);
 long long za_option(enum za_option opt);
+/* ZONEALLOC_STATS=FILE: the file name, with %p replaced by the process id
+ * (written into buf, which must hold 4096 bytes); NULL if not a file. */
+const char *za_option_stats_path(char *buf, size_t cap);
 
 #endif

@@ -1,0 +1,82 @@
+#!/bin/bash
+# Options and reports as a user meets them under LD_PRELOAD: the exit
+# report arrives even from a program that closes its stderr before exit,
+# ZONEALLOC_STATS=FILE writes one file per process (%p), and a value the
+# heap cannot honour is refused with one line naming the option and what
+# it accepts.
+set -u
+lib=${ZA_LIB:?ZA_LIB must name the built libzonealloc.so}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0
+fail=0
+
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
+
+# coreutils programs close stderr at exit (gnulib's close_stdout), before
+# a preloaded library's destructors run.
+out=$(env LD_PRELOAD="$lib" ZONEALLOC_STATS=1 ls / 2>&1 >/dev/null)
+if grep -q '^zonealloc report' <<<"$out"; then
+	ok "ls (closes stderr at exit) still shows the report"
+else
+	bad "ls under ZONEALLOC_STATS=1 printed no report: $out"
+fi
+# ... and the copy of stderr is not left to the programs it execs (env,
+# under the preload, execs ls without it).
+fds=$(env LD_PRELOAD="$lib" ZONEALLOC_STATS=1 env -u LD_PRELOAD ls /proc/self/fd/ 2>/dev/null | wc -w)
+plain=$(env ls /proc/self/fd/ | wc -w)
+if [ "$fds" = "$plain" ]; then
+	ok "the report's descriptor is closed on exec ($fds descriptors either way)"
+else
+	bad "a program exec'd under ZONEALLOC_STATS=1 inherits $fds descriptors, $plain without"
+fi
+
+# One file per process: a shell and the two programs it runs.
+env LD_PRELOAD="$lib" ZONEALLOC_STATS="$work/report.%p.txt" \
+	bash -c 'ls / >/dev/null; cat /dev/null; echo $$ >'"$work/shell.pid" 2>"$work/stats.err"
+n=$(ls "$work"/report.*.txt 2>/dev/null | wc -l)
+shell=$(cat "$work/shell.pid")
+if [ "$n" -ge 3 ] && [ -s "$work/report.$shell.txt" ] &&
+   [ "$(grep -l '^zonealloc report' "$work"/report.*.txt | wc -l)" = "$n" ] && [ ! -s "$work/stats.err" ]; then
+	ok "ZONEALLOC_STATS=FILE with %p: $n reports, one per process, none on stderr"
+else
+	bad "ZONEALLOC_STATS=FILE with %p: $n files (want 3 or more), stderr: $(cat "$work/stats.err")"
+fi
+out=$(env LD_PRELOAD="$lib" ZONEALLOC_STATS=/nonexistent/dir/r.txt ls / 2>&1 >/dev/null)
+if [ "$out" = "zonealloc: ZONEALLOC_STATS: cannot write /nonexistent/dir/r.txt (ENOENT)" ]; then
+	ok "a report file that cannot be written is said so, once"
+else
+	bad "unwritable report file: '$out'"
+fi
+
+# refused NAME=VALUE EXPECT: the program runs, and stderr is exactly one
+# line: the refusal.
+refused() {
+	local setting=$1 expect=$2
+	local out
+	out=$(env LD_PRELOAD="$lib" "$setting" sh -c 'echo ran' 2>"$work/err")
+	if [ "$out" = ran ] && [ "$(cat "$work/err")" = "zonealloc: ignoring $setting: $expect" ]; then
+		ok "$setting refused"
+	else
+		bad "$setting: stdout '$out', stderr '$(cat "$work/err")'"
+	fi
+}
+refused ZONEALLOC_LIMIT=1K "ZONEALLOC_LIMIT takes 0, or a size from 1M (K, M, G suffixes)"
+refused ZONEALLOC_LIMIT=lots "ZONEALLOC_LIMIT takes 0, or a size from 1M (K, M, G suffixes)"
+refused ZONEALLOC_DECAY_MS=-5 "ZONEALLOC_DECAY_MS takes milliseconds, 0 to 86400000"
+refused ZONEALLOC_DECAY_MS=10s "ZONEALLOC_DECAY_MS takes milliseconds, 0 to 86400000"
+refused ZONEALLOC_RECLAIM=bogus "ZONEALLOC_RECLAIM takes dontneed or free"
+refused ZONEALLOC_CHECK=maybe "ZONEALLOC_CHECK takes 0 or 1"
+refused ZONEALLOC_STATS= "ZONEALLOC_STATS takes 0, 1 or text, or a FILE name (%p: the process id)"
+
+# A limit at the minimum is honoured: the report shows it.
+out=$(env LD_PRELOAD="$lib" ZONEALLOC_LIMIT=1M ZONEALLOC_STATS=1 true 2>&1)
+if grep -q 'committed of a 1024 KiB limit' <<<"$out"; then
+	ok "ZONEALLOC_LIMIT=1M is honoured"
+else
+	bad "ZONEALLOC_LIMIT=1M: the report does not show it: $out"
+fi
+
+echo "preload options: $pass passed, $fail failed"
+[ $fail -eq 0 ]
