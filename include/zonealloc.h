@@ -150,6 +150,10 @@ void za_stats_print(int fd);
  * it does, one entry per option, to fd (the launcher's --options). Only in
  * libzonealloc.so and libzonealloc.a, which read the options. */
 void za_options_print(int fd);
+/* Checks the ZONEALLOC_* variables of the environment as the library
+ * reads them at start-up, without applying them: one line on fd per value
+ * it would refuse; returns how many. */
+int za_options_validate(int fd);
 
 #ifdef __cplusplus
 }

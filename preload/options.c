@@ -129,7 +129,7 @@ static bool parse(struct za_option_desc *o, const char *s)
 			v = ZA_STATS_TEXT;
 			break;
 		}
-		if (!*s || strlen(s) >= sizeof stats_path - 32)
+		if (!*s || !strcasecmp(s, "json") || strlen(s) >= sizeof stats_path - 32)
 			return false;
 		memcpy(stats_path, s, strlen(s) + 1);
 		v = ZA_STATS_FILE;
@@ -141,11 +141,14 @@ static bool parse(struct za_option_desc *o, const char *s)
 	return true;
 }
 
-void za_options_init(void)
+/* Reads every ZONEALLOC_* variable of environ into `table`, refusing (one
+ * line on fd each) what it cannot honour; returns how many it refused. */
+static int options_read(struct za_option_desc *table, int fd)
 {
 	static const char prefix[] = "ZONEALLOC_";
+	int refused = 0;
 	if (!environ)
-		return;
+		return 0;
 	for (char **e = environ; *e; e++) {
 		if (strncmp(*e, prefix, sizeof prefix - 1))
 			continue;
@@ -159,13 +162,36 @@ void za_options_init(void)
 			if (strlen(options[i].name) != len || strncmp(name, options[i].name, len))
 				continue;
 			known = true;
-			if (!parse(&options[i], eq + 1))
-				za_dprintf(2, "zonealloc: ignoring %s: ZONEALLOC_%s takes %s\n", *e,
-					   options[i].name, options[i].accepts);
+			if (!parse(&table[i], eq + 1)) {
+				za_dprintf(fd, "zonealloc: ignoring %s: ZONEALLOC_%s takes %s\n", *e,
+					   table[i].name, table[i].accepts);
+				refused++;
+			}
 		}
-		if (!known)
-			za_dprintf(2, "zonealloc: unknown option ignored: %s\n", *e);
+		if (!known) {
+			za_dprintf(fd, "zonealloc: unknown option ignored: %s\n", *e);
+			refused++;
+		}
 	}
+	return refused;
+}
+
+void za_options_init(void)
+{
+	options_read(options, 2);
+}
+
+/* The launcher checks what it is about to pass on, with the same table,
+ * without changing the options in force. */
+ZA_EXPORT int za_options_validate(int fd)
+{
+	struct za_option_desc scratch[ZA_OPT_COUNT];
+	char path[sizeof stats_path];
+	memcpy(scratch, options, sizeof scratch);
+	memcpy(path, stats_path, sizeof path);
+	int refused = options_read(scratch, fd);
+	memcpy(stats_path, path, sizeof path);
+	return refused;
 }
 
 long long za_option(enum za_option opt)

@@ -1,0 +1,77 @@
+#!/bin/bash
+# The launcher, as a user runs it: `zonealloc [OPTIONS] PROGRAM ARGS...`
+# from the build tree. It must put the library first in LD_PRELOAD (keeping
+# what was there), pass its options on, refuse bad ones before running
+# anything, and say what it knows from the library's own option table.
+set -u
+launcher=${ZA_LAUNCHER:?ZA_LAUNCHER must name the built zonealloc launcher}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0
+fail=0
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
+
+v=$("$launcher" --version)
+[[ $v =~ ^zonealloc\ [0-9]+\.[0-9]+\.[0-9]+$ ]] && ok "--version: $v" || bad "--version: '$v'"
+"$launcher" --help | grep -q '^usage: zonealloc \[OPTIONS\] \[--\] PROGRAM' && ok "--help" || bad "--help"
+# --options prints the library's table: every option the library reads.
+opts=$("$launcher" --options | grep -o '^ZONEALLOC_[A-Z_]*' | tr '\n' ' ')
+[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND " ] &&
+	ok "--options: $opts" || bad "--options: '$opts'"
+
+# zonealloc --stats sort FILE: sorted output, the report on stderr.
+printf '%s\n' pear apple fig > "$work/in"
+"$launcher" --stats sort "$work/in" >"$work/out" 2>"$work/err"
+if [ "$(tr '\n' ' ' <"$work/out")" = "apple fig pear " ] && grep -q '^zonealloc report' "$work/err"; then
+	ok "zonealloc --stats sort FILE"
+else
+	bad "zonealloc --stats sort FILE: out '$(cat "$work/out")', err '$(head -3 "$work/err")'"
+fi
+"$launcher" --stats="$work/r.%p" --check sort "$work/in" >/dev/null 2>"$work/err"
+[ "$(ls "$work"/r.* | wc -l)" = 1 ] && grep -q '^zonealloc report' "$work"/r.* && [ ! -s "$work/err" ] &&
+	ok "--stats=FILE --check" || bad "--stats=FILE: $(ls "$work") $(cat "$work/err")"
+
+# --limit: a Python allocation beyond it is a MemoryError, one within it is not.
+out=$("$launcher" --limit 64M python3 -c '
+try:
+    b = bytearray(200 << 20)
+    print("allocated")
+except MemoryError:
+    print("MemoryError")
+c = bytearray(16 << 20)
+print("small ok")' 2>&1)
+[ "$out" = "$(printf 'MemoryError\nsmall ok')" ] && ok "--limit 64M python3: MemoryError past it" ||
+	bad "--limit 64M python3: '$out'"
+
+# The library goes first in LD_PRELOAD; what was there stays.
+pre=$(LD_PRELOAD=libm.so.6 "$launcher" sh -c 'echo "$LD_PRELOAD"')
+[[ $pre == /*libzonealloc.so*:libm.so.6 ]] && ok "LD_PRELOAD: $pre" || bad "LD_PRELOAD: '$pre'"
+out=$("$launcher" --stats bash -c 'echo ran' 2>&1 >/dev/null | grep -c '^zonealloc report')
+[ "$out" = 1 ] && ok "the program runs on zonealloc's heap" || bad "no report from the program"
+
+# Refusals: exit status 2, one line, nothing run.
+refuse() {
+	local want=$1
+	shift
+	"$launcher" "$@" sh -c "touch $work/ran" 2>"$work/err"
+	local rc=$?
+	if [ $rc = 2 ] && [ ! -e "$work/ran" ] && grep -q "$want" "$work/err"; then
+		ok "refused: $*"
+	else
+		bad "$*: exit $rc, ran: $([ -e "$work/ran" ] && echo yes || echo no), stderr '$(cat "$work/err")'"
+	fi
+	rm -f "$work/ran"
+}
+refuse "ZONEALLOC_LIMIT takes 0, or a size from 1M" --limit 1K
+refuse "ZONEALLOC_DECAY_MS takes milliseconds" --decay soon
+refuse "ZONEALLOC_RECLAIM takes dontneed or free" --reclaim=never
+refuse "unknown option: --frobnicate" --frobnicate
+"$launcher" 2>"$work/err"; rc=$?
+[ $rc = 2 ] && grep -q "no program to run" "$work/err" && ok "no program: exit 2" || bad "no program: exit $rc"
+"$launcher" /nonexistent/program 2>"$work/err"; rc=$?
+[ $rc = 127 ] && grep -q "cannot run /nonexistent/program" "$work/err" && ok "missing program: exit 127" ||
+	bad "missing program: exit $rc, '$(cat "$work/err")'"
+
+echo "launcher: $pass passed, $fail failed"
+[ $fail -eq 0 ]
