@@ -251,6 +251,58 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 	za_shim_free(p);
 }
 
+size_t za_shim_usable_for(size_t size, size_t align)
+{
+	if (align <= 16) {
+		if (size <= ZA_SLAB_MAX)
+			return za_classes[za_size_class(size)].size;
+	} else if (size <= ZA_SLAB_MAX && align <= ZA_PAGE_SIZE) {
+		/* As za_shim_aligned chooses. */
+		size_t want = (size + align - 1) & ~(align - 1);
+		if (want == 0)
+			want = align;
+		if (want <= ZA_SLAB_MAX) {
+			unsigned cls = za_size_class(want);
+			while (za_classes[cls].size & (align - 1))
+				cls++;
+			return za_classes[cls].size;
+		}
+	}
+	size_t n = size ? size : 1;
+	return (n + ZA_PAGE_SIZE - 1) & ~(size_t)(ZA_PAGE_SIZE - 1);
+}
+
+void za_shim_size_mismatch(void *p, size_t size, size_t align, const char *call)
+{
+	size_t usable = za_shim_usable_size(p, call);
+	za_fatal("%s(%p, %zu): size does not match the allocation (%zu usable bytes; %zu bytes "
+		 "would have %zu)", call, p, size, usable, size, za_shim_usable_for(size, align));
+}
+
+void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, const char *call)
+{
+	if (!p)
+		return;
+	/* The usable size of a live allocation; 0 for anything else (a freed
+	 * run, a foreign pointer), which the free below reports by its name. */
+	size_t usable = 0;
+	struct za_region *r = za_region_of(p);
+	if (r && r->kind == ZA_REGION_ZONE) {
+		struct za_slab *slab = za_shim_slab_of(p, call);
+		usable = slab ? za_classes[za_slab_class(slab)].size
+			      : za_buddy_run_pages(p) << ZA_PAGE_SHIFT;
+	} else if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
+		usable = ((struct za_huge *)r)->usable;
+	}
+	if (usable) {
+		if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
+			za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);
+		if (unlikely(sized && usable != za_shim_usable_for(size, align)))
+			za_shim_size_mismatch(p, size, align, call);
+	}
+	za_shim_free(p);
+}
+
 int za_shim_trim(void)
 {
 	return za_policy_reclaim_all() > 0;

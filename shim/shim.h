@@ -54,6 +54,17 @@ void *za_shim_realloc(void *p, size_t size);
 void *za_shim_aligned(size_t align, size_t size);
 void *za_shim_calloc(size_t n, size_t size);
 void za_shim_free_sized(void *p, size_t align, size_t size, const char *call);
+/* The usable size an allocation of `size` bytes aligned to `align` gets
+ * (malloc for align <= 16, else the aligned path): a class size, whole
+ * pages of a run, or a huge mapping's pages. */
+size_t za_shim_usable_for(size_t size, size_t align);
+/* Frees p, which must be aligned to `align` and, when `sized`, an
+ * allocation of exactly `size` bytes (as za_shim_usable_for says): C++'s
+ * aligned and sized deletes. Misuse otherwise. */
+ZA_NOINLINE void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized,
+					    const char *call);
+ZA_COLD __attribute__((noreturn)) void za_shim_size_mismatch(void *p, size_t size, size_t align,
+							     const char *call);
 int za_shim_trim(void);
 void za_huge_lock_all(void);
 void za_huge_unlock_all(void);
@@ -129,6 +140,30 @@ static inline void za_shim_free(void *p)
 	}
 	if (p)
 		za_shim_free_slow(p, "free");
+}
+
+/*
+ * C++'s sized delete: free, after checking that `size` is what the object
+ * was allocated with (its class is the one `size` maps to). The slab case
+ * inline, the class compare added to free's fast path; the rest exact too,
+ * one call away.
+ */
+static inline void za_shim_free_exact(void *p, size_t size, const char *call)
+{
+	uintptr_t e = za_region_entry(p);
+	if (likely((e & ZA_REGION_TAG_ZONE) && size <= ZA_SLAB_MAX)) {
+		struct za_zone *zone = (struct za_zone *)(e - ZA_REGION_TAG_ZONE);
+		uint32_t pfn = za_pfn_of(zone, p);
+		unsigned so = zone->slab_map[pfn];
+		if (likely(so)) {
+			struct za_slab *slab = za_shim_slab_checked(zone, pfn, so, p, call);
+			if (unlikely(slab->cls != za_size_class(size)))
+				za_shim_size_mismatch(p, size, 0, call);
+			za_slab_free(slab, p);
+			return;
+		}
+	}
+	za_shim_free_aligned_exact(p, size, 0, true, call);
 }
 
 #endif
