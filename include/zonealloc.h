@@ -140,6 +140,12 @@ struct za_stats {
 	uint64_t decay_passes;
 	uint64_t direct_reclaim_pages;
 	uint64_t background_wakeups;
+	/* The backend serving new allocations (ZONEALLOC_BACKEND, or the
+	 * fallback when zones could no longer be mapped) and what it holds. */
+	const char *backend;          /* "zonealloc", "mimalloc" or "libc" */
+	int backend_fallback;         /* 1: serving since zones could not be mapped */
+	uint64_t backend_allocs, backend_frees;
+	size_t backend_bytes;         /* live bytes in the backend's blocks */
 };
 void za_stats_get(struct za_stats *stats);
 

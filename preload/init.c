@@ -12,6 +12,7 @@
 
 #include "policy/policy.h"
 #include "preload/options.h"
+#include "shim/backend.h"
 #include "shim/shim.h"
 
 /* Fork: take every allocator lock, in the one order every path takes them,
@@ -79,6 +80,8 @@ void za_preload_init(void)
 		za_policy_set_limit((size_t)za_option(ZA_OPT_LIMIT));
 	za_background_enable(za_option(ZA_OPT_BACKGROUND) != 0);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	za_backend_init((enum za_backend_kind)za_option(ZA_OPT_BACKEND),
+			za_option(ZA_OPT_FALLBACK) != 0, za_option(ZA_OPT_VERBOSE) != 0);
 }
 
 __attribute__((destructor)) static void za_dtor(void)

@@ -21,7 +21,7 @@ struct za_option_desc {
 	enum opt_kind kind;
 	long long value;        /* the default until parsed */
 	long long min, max;     /* sizes and times (0 is always accepted for a size: none) */
-	const char *words[3];   /* a choice: the words, valued 0, 1, 2 */
+	const char *words[4];   /* a choice: the words, valued 0, 1, 2 */
 	const char *shown;      /* the default, as --options shows it */
 	const char *accepts;    /* what the value may be */
 	const char *meaning;
@@ -48,6 +48,18 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 	[ZA_OPT_BACKGROUND] = { "BACKGROUND", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
 				"a background thread gives back decayed pages while the program "
 				"sleeps" },
+	[ZA_OPT_BACKEND] = { "BACKEND", OPT_CHOICE, 0, 0, 0, { "zonealloc", "mimalloc", "libc" },
+			     "zonealloc", "zonealloc, mimalloc or libc",
+			     "who serves new allocations: zonealloc's own tiers, Debian's libmimalloc "
+			     "(loaded at start-up) or glibc's malloc; zonealloc's report, limit and "
+			     "za_* API stay on top" },
+	[ZA_OPT_FALLBACK] = { "FALLBACK", OPT_SWITCH, 1, 0, 1, { 0 }, "1", "0 or 1",
+			      "when zones can no longer be mapped (RLIMIT_AS, vm.max_map_count, "
+			      "address space taken), new allocations go to mimalloc (else glibc) "
+			      "instead of failing; 0: they fail with ZA_ENOMEM_OS" },
+	[ZA_OPT_VERBOSE] = { "VERBOSE", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+			     "say on stderr which backend serves, and when and why zonealloc falls "
+			     "back to another (zones can no longer be mapped)" },
 };
 
 /* ZONEALLOC_STATS=FILE keeps its value here (environ may change later). */
@@ -55,7 +67,7 @@ static char stats_path[4096];
 
 static bool parse_choice(const struct za_option_desc *o, const char *s, long long *out)
 {
-	for (int i = 0; i < 3 && o->words[i]; i++)
+	for (int i = 0; i < 4 && o->words[i]; i++)
 		if (!strcasecmp(s, o->words[i])) {
 			*out = i;
 			return true;

@@ -16,6 +16,9 @@ enum za_option {
 	ZA_OPT_DECAY_MS,   /* ZONEALLOC_DECAY_MS=1000: release free pages older */
 	ZA_OPT_RECLAIM,    /* ZONEALLOC_RECLAIM=dontneed|free: how to release */
 	ZA_OPT_BACKGROUND, /* ZONEALLOC_BACKGROUND=1: the background reclaimer */
+	ZA_OPT_BACKEND,    /* ZONEALLOC_BACKEND=zonealloc|mimalloc|libc */
+	ZA_OPT_FALLBACK,   /* ZONEALLOC_FALLBACK=0: typed ENOMEM, no fallback */
+	ZA_OPT_VERBOSE,    /* ZONEALLOC_VERBOSE=1: say what the heap decides */
 	ZA_OPT_COUNT
 };
 

@@ -8,6 +8,7 @@
 
 #include "policy/policy.h"
 #include "shim/shim.h"
+#include "shim/backend.h"
 
 extern __thread za_status za_tls_status;
 
@@ -19,7 +20,7 @@ void *za_shim_nomem(za_status status)
 	return NULL;
 }
 
-void *za_shim_malloc_large(size_t size, size_t align, bool zero)
+static void *malloc_large_own(size_t size, size_t align, bool zero)
 {
 	/* Within ZA_RUN_MAX, both orders are below ZA_MAX_ORDER. */
 	if (unlikely(size > ZA_RUN_MAX || align > ZA_RUN_MAX))
@@ -35,6 +36,14 @@ void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 	if (zero && !fresh)   /* released pages read as zero already */
 		memset(p, 0, npages << ZA_PAGE_SHIFT);
 	return p;
+}
+
+void *za_shim_malloc_large(size_t size, size_t align, bool zero)
+{
+	if (za_backend_serving())
+		return za_backend_alloc(size, align, zero);
+	void *p = malloc_large_own(size, align, zero);
+	return likely(p) ? p : za_backend_fallback(size, align, zero);
 }
 
 void za_shim_bad_slab_pointer(void *p, const char *call)
@@ -59,6 +68,10 @@ void za_shim_free_slow(void *p, const char *call)
 {
 	struct za_region *r = za_region_of(p);
 	if (unlikely(!r)) {
+		if (za_backend_owns(p)) {
+			za_backend_free(p);
+			return;
+		}
 		size_t freed = za_huge_freed_size(p);
 		if (freed)
 			za_fatal("%s(%p): double free of a huge block (%zu bytes, freed before)", call,
@@ -98,6 +111,8 @@ size_t za_shim_usable_size(const void *p, const char *call)
 	struct za_region *r = za_region_of(p);
 	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base)
 		return ((struct za_huge *)r)->usable;
+	if (!r && za_backend_owns(p))
+		return za_backend_usable_size((void *)p);
 	size_t pages = za_buddy_run_pages(p);
 	if (!pages)
 		za_fatal("%s(%p): pointer not allocated by zonealloc", call, p);
@@ -185,6 +200,8 @@ void *za_shim_realloc(void *p, size_t size)
 			return realloc_run(p, page->count, size);
 	} else {
 		struct za_region *r = za_region_of(p);
+		if (!r && za_backend_owns(p))
+			return za_backend_realloc(p, size);
 		if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
 			struct za_huge *h = (struct za_huge *)r;
 			if (size > ZA_RUN_MAX) {
@@ -204,6 +221,8 @@ void *za_shim_aligned(size_t align, size_t size)
 {
 	if (align <= 16)
 		return za_shim_malloc(size);
+	if (za_backend_serving())
+		return za_backend_alloc(size ? size : 1, align, false);
 	if (size <= ZA_SLAB_MAX && align <= ZA_PAGE_SIZE) {
 		/* The first class that is a multiple of the alignment: objects sit
 		 * at multiples of their size from a page-aligned slab start. Classes
@@ -217,6 +236,8 @@ void *za_shim_aligned(size_t align, size_t size)
 			while (za_classes[cls].size & (align - 1))
 				cls++;
 			void *p = za_slab_alloc(cls);
+			if (!p)
+				p = za_backend_fallback(size ? size : 1, align, false);
 			return p ? p : za_shim_nomem(ZA_OK);
 		}
 	}

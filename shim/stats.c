@@ -6,6 +6,7 @@
 
 #include "buddy/buddy.h"
 #include "policy/policy.h"
+#include "shim/backend.h"
 #include "shim/shim.h"
 
 ZA_EXPORT void za_stats_get(struct za_stats *st)
@@ -61,6 +62,13 @@ ZA_EXPORT void za_stats_get(struct za_stats *st)
 	struct za_watermarks wm;
 	za_watermarks_get(&wm);
 	st->limit_bytes = wm.limit << ZA_PAGE_SHIFT;
+	struct za_backend_stats bs;
+	za_backend_stats_get(&bs);
+	st->backend = bs.name;
+	st->backend_fallback = bs.fallback;
+	st->backend_allocs = bs.allocs;
+	st->backend_frees = bs.frees;
+	st->backend_bytes = bs.live_bytes;
 }
 
 ZA_EXPORT void za_stats_print(int fd)
@@ -69,6 +77,11 @@ ZA_EXPORT void za_stats_print(int fd)
 	za_stats_get(&st);
 
 	za_dprintf(fd, "zonealloc report\n");
+	if (st.backend_allocs || strcmp(st.backend, "zonealloc"))
+		za_dprintf(fd, "  backend: %s%s: %llu allocations, %llu frees, %zu KiB live\n",
+			   st.backend, st.backend_fallback ? " (fallback: zones could not be mapped)" : "",
+			   (unsigned long long)st.backend_allocs, (unsigned long long)st.backend_frees,
+			   st.backend_bytes >> 10);
 	za_dprintf(fd, "  zones: %zu mapped now, %zu mapped in all, %zu returned to the OS\n",
 		   st.zones, st.zones_mapped_total, st.zones_unmapped_total);
 	za_dprintf(fd, "  pages: %zu in zones, %zu free, %zu in per-thread caches\n",

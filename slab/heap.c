@@ -298,6 +298,8 @@ static void heap_key_create(void)
 /* This thread's heap: an orphan from the pool, else a new one. */
 struct za_theap *za_theap_acquire(void)
 {
+	if (unlikely(atomic_load_explicit(&za_slab_no_heaps, memory_order_relaxed)))
+		return NULL;
 	pthread_once(&heap_once, heap_key_create);
 	pthread_mutex_lock(&heaps_lock);
 	struct za_theap *heap = heaps_pool;
@@ -330,6 +332,16 @@ struct za_theap *za_theap_acquire(void)
 	pthread_setspecific(heap_key, heap);
 	atomic_fetch_add_explicit(&za_slab_counters.heaps_live, 1, memory_order_relaxed);
 	return heap;
+}
+
+void za_slab_detach_heap(void)
+{
+	struct za_theap *heap = za_tls_heap;
+	if (heap->is_empty_sentinel)
+		return;
+	pthread_setspecific(heap_key, NULL);
+	heap_thread_exit(heap);
+	za_tls_heap = &za_theap_empty;
 }
 
 /* malloc_trim and the drain step: this thread's empty slabs, kept or not,

@@ -18,6 +18,9 @@ struct za_slab za_slab_empty = { .where = ZA_SLAB_NONE };
 
 struct za_slab_counters za_slab_counters;
 
+void *(*za_slab_divert)(unsigned cls);
+_Atomic bool za_slab_no_heaps;
+
 static inline char *slab_base(struct za_slab *slab)
 {
 	struct za_page *page = za_slab_page(slab);
@@ -459,6 +462,11 @@ found:;
 	slab->used++;
 	return p;
 nomem:
+	if (za_slab_divert) {
+		void *q = za_slab_divert(cls);
+		if (q)
+			return q;
+	}
 	errno = ENOMEM;
 	return NULL;
 }

@@ -236,6 +236,19 @@ static inline void za_slab_free(struct za_slab *slab, void *obj)
 	za_slab_free_unmarked(slab, p);
 }
 
+/*
+ * Another allocator above this tier (the shim's backends) may take
+ * requests: while `za_slab_no_heaps` is set threads get no heap, and the
+ * generic path gives the requests of a thread without one, and those it
+ * could not serve, to `za_slab_divert` (a slow path: the fast paths do not
+ * look). It returns NULL to let the request fail as it would have.
+ */
+extern void *(*za_slab_divert)(unsigned cls) ZA_HIDDEN;
+extern _Atomic bool za_slab_no_heaps ZA_HIDDEN;
+/* Hands the calling thread's heap to the orphan pool, as its exit would,
+ * leaving the thread without one. */
+void za_slab_detach_heap(void);
+
 /* Slabs (slab/slab.c), used by the heaps. */
 struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls);
 void za_slab_release(struct za_theap *heap, struct za_slab *slab);

@@ -17,7 +17,7 @@ v=$("$launcher" --version)
 "$launcher" --help | grep -q '^usage: zonealloc \[OPTIONS\] \[--\] PROGRAM' && ok "--help" || bad "--help"
 # --options prints the library's table: every option the library reads.
 opts=$("$launcher" --options | grep -o '^ZONEALLOC_[A-Z_]*' | tr '\n' ' ')
-[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND " ] &&
+[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE " ] &&
 	ok "--options: $opts" || bad "--options: '$opts'"
 
 # zonealloc --stats sort FILE: sorted output, the report on stderr.
@@ -67,6 +67,19 @@ refuse "ZONEALLOC_LIMIT takes 0, or a size from 1M" --limit 1K
 refuse "ZONEALLOC_DECAY_MS takes milliseconds" --decay soon
 refuse "ZONEALLOC_RECLAIM takes dontneed or free" --reclaim=never
 refuse "unknown option: --frobnicate" --frobnicate
+refuse "ZONEALLOC_BACKEND takes zonealloc, mimalloc or libc" --backend jemalloc
+
+# zonealloc --backend mimalloc sqlite3: mimalloc serves, zonealloc reports.
+out=$("$launcher" --backend mimalloc --stats --verbose sqlite3 :memory: \
+	"create table t(a); insert into t select value from generate_series(1, 20000); select count(*) from t;" 2>"$work/err")
+if [ "$out" = 20000 ] && grep -q '^zonealloc: backend mimalloc serves new allocations' "$work/err" &&
+   grep -Eq '^  backend: mimalloc: [1-9][0-9]* allocations' "$work/err"; then
+	ok "zonealloc --backend mimalloc sqlite3"
+elif grep -q "cannot be loaded" "$work/err"; then
+	echo "SKIP: --backend mimalloc: libmimalloc.so.2 is not installed"
+else
+	bad "--backend mimalloc sqlite3: out '$out', err '$(head -5 "$work/err")'"
+fi
 "$launcher" 2>"$work/err"; rc=$?
 [ $rc = 2 ] && grep -q "no program to run" "$work/err" && ok "no program: exit 2" || bad "no program: exit $rc"
 "$launcher" /nonexistent/program 2>"$work/err"; rc=$?

@@ -25,6 +25,7 @@ static const char usage[] =
 	"usage: zonealloc [OPTIONS] [--] PROGRAM [ARGS...]\n"
 	"Runs PROGRAM with zonealloc as its heap (LD_PRELOAD).\n"
 	"\n"
+	"  --backend B         who serves: zonealloc (default), mimalloc or libc\n"
 	"  --limit SIZE        cap the heap's committed memory (ZONEALLOC_LIMIT)\n"
 	"  --stats[=WHERE]     the heap report at exit: on stderr (text, the default)\n"
 	"                      or into the file WHERE (%p: the process id)\n"
@@ -32,6 +33,8 @@ static const char usage[] =
 	"  --decay MS          give back free pages unused for MS ms (ZONEALLOC_DECAY_MS)\n"
 	"  --reclaim HOW       dontneed or free (ZONEALLOC_RECLAIM)\n"
 	"  --background        a background thread gives back decayed pages\n"
+	"  --no-fallback       fail with ZA_ENOMEM_OS instead of falling back to mimalloc\n"
+	"  --verbose           say which backend serves, and when zonealloc falls back\n"
 	"  --options           every ZONEALLOC_* option, its default and meaning\n"
 	"  --version           the version\n"
 	"  --help              this text\n"
@@ -99,6 +102,12 @@ int main(int argc, char **argv)
 			fflush(stdout);
 			za_options_print(1);
 			return 0;
+		} else if (matches(a, "--backend")) {
+			set("ZONEALLOC_BACKEND", value_of(argc, argv, &i, "--backend"));
+		} else if (!strcmp(a, "--no-fallback")) {
+			set("ZONEALLOC_FALLBACK", "0");
+		} else if (!strcmp(a, "--verbose")) {
+			set("ZONEALLOC_VERBOSE", "1");
 		} else if (matches(a, "--limit")) {
 			set("ZONEALLOC_LIMIT", value_of(argc, argv, &i, "--limit"));
 		} else if (matches(a, "--decay")) {
