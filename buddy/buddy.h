@@ -320,6 +320,19 @@ bool za_buddy_block_fresh(const void *block);
 
 /* Pages the heap holds from the OS: allocated plus retained free. */
 extern _Atomic int64_t za_committed_pages;
+/* The most za_committed_pages has been (the stats' peak committed). */
+extern _Atomic int64_t za_committed_peak;
+
+/* Committed memory went up by `pages`: the peak follows. */
+static inline void za_commit_add(int64_t pages)
+{
+	int64_t now = atomic_fetch_add_explicit(&za_committed_pages, pages, memory_order_relaxed) + pages;
+	int64_t peak = atomic_load_explicit(&za_committed_peak, memory_order_relaxed);
+	while (unlikely(now > peak) &&
+	       !atomic_compare_exchange_weak_explicit(&za_committed_peak, &peak, now,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+}
 extern _Atomic int64_t za_zone_span_pages;   /* pages of zones mapped */
 
 enum za_release_mode { ZA_RELEASE_DONTNEED = 0, ZA_RELEASE_FREE = 1 };

@@ -19,7 +19,9 @@
 
 static inline void __commit_add(int64_t pages)
 {
-	if (pages)
+	if (pages > 0)
+		za_commit_add(pages);
+	else if (pages)
 		atomic_fetch_add_explicit(&za_committed_pages, pages, memory_order_relaxed);
 }
 

@@ -21,6 +21,7 @@ static const uint32_t pcp_high[ZA_PCP_ORDERS] = { 32, 16, 8, 4 };
 __thread struct za_pcp *za_tls_pcp __attribute__((tls_model("initial-exec")));
 _Atomic bool za_pcp_asym;
 static struct za_pcp *pcp_all;
+static _Atomic uint64_t run_hits_gone, run_misses_gone;   /* of exited threads */
 static pthread_mutex_t pcp_list_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t pcp_key;
 static pthread_once_t pcp_key_once = PTHREAD_ONCE_INIT;
@@ -194,6 +195,8 @@ static void pcp_thread_exit(void *arg)
 	pthread_mutex_lock(&pcp_list_lock);
 	__pcp_flush_all(pcp);
 	pcp_unlink(pcp);
+	atomic_fetch_add(&run_hits_gone, pcp->run_hits);
+	atomic_fetch_add(&run_misses_gone, pcp->run_misses);
 	pthread_mutex_unlock(&pcp_list_lock);
 	if (za_tls_pcp == pcp)
 		za_tls_pcp = NULL;
@@ -269,7 +272,7 @@ bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 void *za_pcp_run_alloc_scan(uint32_t npages)
 {
 	struct za_pcp *pcp = za_tls_pcp;
-	if (!pcp || !pcp->nruns)
+	if (!pcp)
 		return NULL;
 	za_pcp_enter(pcp);
 	for (uint32_t i = pcp->nruns; i-- > 0;) {
@@ -278,11 +281,25 @@ void *za_pcp_run_alloc_scan(uint32_t npages)
 		void *addr = pcp->run_addr[i];
 		__atomic_store_n(&pcp->run_head[i]->state, (uint8_t)ZA_PG_RUN, __ATOMIC_RELAXED);
 		pcp_run_remove(pcp, i);
+		pcp->run_hits++;
 		za_pcp_exit(pcp);
 		return addr;
 	}
+	pcp->run_misses++;
 	za_pcp_exit(pcp);
 	return NULL;
+}
+
+void za_pcp_run_stats(uint64_t *hits, uint64_t *misses)
+{
+	pthread_mutex_lock(&pcp_list_lock);
+	*hits = atomic_load(&run_hits_gone);
+	*misses = atomic_load(&run_misses_gone);
+	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next) {
+		*hits += __atomic_load_n(&pcp->run_hits, __ATOMIC_RELAXED);
+		*misses += __atomic_load_n(&pcp->run_misses, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&pcp_list_lock);
 }
 
 /* No cache yet, or a full one: the oldest runs make room. */

@@ -31,6 +31,9 @@ struct za_pcp {
 	uint32_t count[ZA_PCP_ORDERS];
 	struct za_page *list[ZA_PCP_ORDERS];
 	struct za_pcp *next, *prev;   /* all caches, under pcp_list_lock */
+	/* Run cache outcomes, the owner's plain counters (summed by the stats,
+	 * carried into a global total when the thread exits). */
+	uint64_t run_hits, run_misses;
 };
 
 extern __thread struct za_pcp *za_tls_pcp __attribute__((tls_model("initial-exec")));
@@ -40,6 +43,8 @@ extern _Atomic bool za_pcp_asym;
 
 void za_pcp_enter_slow(struct za_pcp *pcp);
 void *za_pcp_run_alloc_scan(uint32_t npages);
+/* Run cache hits and misses, over every thread that ever had a cache. */
+void za_pcp_run_stats(uint64_t *hits, uint64_t *misses);
 bool za_pcp_run_free_slow(struct za_page *head, void *addr, uint32_t npages);
 
 /* Owner only. */
@@ -74,6 +79,7 @@ static inline void *za_pcp_run_alloc(uint32_t npages)
 		__atomic_store_n(&pcp->run_head[n - 1]->state, (uint8_t)ZA_PG_RUN, __ATOMIC_RELAXED);
 		pcp->nruns = n - 1;
 		pcp->run_pages -= npages;
+		pcp->run_hits++;
 		za_pcp_exit(pcp);
 		return addr;
 	}

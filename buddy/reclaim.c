@@ -10,6 +10,7 @@
 #include <time.h>
 
 _Atomic int64_t za_committed_pages;
+_Atomic int64_t za_committed_peak;
 _Atomic int64_t za_zone_span_pages;
 
 static _Atomic int release_mode = ZA_RELEASE_DONTNEED;

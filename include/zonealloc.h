@@ -151,6 +151,9 @@ void za_stats_get(struct za_stats *stats);
 
 /* Writes the heap report (as ZONEALLOC_STATS=1 prints at exit) to fd. */
 void za_stats_print(int fd);
+/* The same as one JSON object (ZONEALLOC_STATS=json), schema
+ * "zonealloc.stats" version 1, described in the README. */
+void za_stats_print_json(int fd);
 
 /* Writes every ZONEALLOC_* option, its default, what it accepts and what
  * it does, one entry per option, to fd (the launcher's --options). Only in

@@ -74,7 +74,7 @@ za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 		if (budget < pages)
 			return ZA_ENOMEM_LIMIT;
 	}
-	atomic_fetch_add(&za_committed_pages, (int64_t)pages);
+	za_commit_add((int64_t)pages);
 	return ZA_OK;
 }
 

@@ -89,12 +89,17 @@ __attribute__((destructor)) static void za_dtor(void)
 	za_background_stop();
 	if (za_option(ZA_OPT_STATS) == ZA_STATS_TEXT) {
 		za_stats_print(report_fd);
+	} else if (za_option(ZA_OPT_STATS) == ZA_STATS_JSON) {
+		za_stats_print_json(report_fd);
 	} else if (za_option(ZA_OPT_STATS) == ZA_STATS_FILE) {
 		char path[4096];
 		za_option_stats_path(path, sizeof path);
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd >= 0) {
-			za_stats_print(fd);
+			if (za_option_stats_path_json())
+				za_stats_print_json(fd);
+			else
+				za_stats_print(fd);
 			close(fd);
 		} else {
 			za_dprintf(report_fd, "zonealloc: ZONEALLOC_STATS: cannot write %s (%s)\n", path,

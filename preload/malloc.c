@@ -5,11 +5,14 @@
  * in this one file so that a static link that references any of them takes
  * all of them, and glibc's malloc is never pulled in beside ours.
  */
+#include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "shim/shim.h"
+#include "shim/stats_json.h"
 
 void za_preload_init(void);
 void za_mallinfo_fill(struct mallinfo2 *mi);
@@ -129,6 +132,25 @@ ZA_EXPORT struct mallinfo mallinfo(void)
 ZA_EXPORT void malloc_stats(void)
 {
 	za_stats_print(2);
+}
+
+static void file_write(void *ctx, const char *s, size_t n)
+{
+	fwrite(s, 1, n, ctx);
+}
+
+/* malloc_info(3): glibc's XML (shim/stats_json.c). Its contract is a stdio
+ * stream; the writes happen in the caller's call, never inside an
+ * allocation, so stdio (which may allocate) is safe here. */
+ZA_EXPORT int malloc_info(int options, FILE *fp)
+{
+	if (options != 0 || !fp) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct za_out o = { .write = file_write, .ctx = fp };
+	za_heap_info_xml(&o);
+	return 0;
 }
 
 /* Every glibc tunable is accepted; none changes this heap's behaviour. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "os/os.h"
+#include "shim/stats_json.h"
 #include "zonealloc.h"
 
 extern char **environ;
@@ -29,9 +30,10 @@ struct za_option_desc {
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
 	[ZA_OPT_STATS] = { "STATS", OPT_STATS, ZA_STATS_OFF, 0, 0, { 0 }, "0",
-			   "0, 1 or text, or a FILE name (%p: the process id)",
-			   "print the heap report at exit: to the standard error the program "
-			   "started with (kept open even if the program closes it), or into FILE" },
+			   "0, 1, text or json, or a FILE name (%p: the process id)",
+			   "print the heap report at exit, as text or json: to the standard error "
+			   "the program started with (kept open even if the program closes it), or "
+			   "into FILE (JSON when its name ends in .json)" },
 	[ZA_OPT_CHECK] = { "CHECK", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
 			   "check every zone's invariants at exit (za_buddy_check); abort on a fault" },
 	[ZA_OPT_LIMIT] = { "LIMIT", OPT_SIZE, 0, ZA_LIMIT_MIN, (long long)1 << 50, { 0 }, "0 (none)",
@@ -141,7 +143,11 @@ static bool parse(struct za_option_desc *o, const char *s)
 			v = ZA_STATS_TEXT;
 			break;
 		}
-		if (!*s || !strcasecmp(s, "json") || strlen(s) >= sizeof stats_path - 32)
+		if (!strcasecmp(s, "json")) {
+			v = ZA_STATS_JSON;
+			break;
+		}
+		if (!*s || strlen(s) >= sizeof stats_path - 32)
 			return false;
 		memcpy(stats_path, s, strlen(s) + 1);
 		v = ZA_STATS_FILE;
@@ -226,6 +232,43 @@ const char *za_option_stats_path(char *buf, size_t cap)
 	}
 	buf[n] = 0;
 	return buf;
+}
+
+bool za_option_stats_path_json(void)
+{
+	size_t n = strlen(stats_path);
+	return n > 5 && !strcmp(stats_path + n - 5, ".json");
+}
+
+void za_options_json(struct za_out *o)
+{
+	static const char *const stats_words[] = { "off", "text", "file", "json" };
+	za_out_fmt(o, "{");
+	for (int i = 0; i < ZA_OPT_COUNT; i++) {
+		const struct za_option_desc *d = &options[i];
+		char key[32];
+		size_t k = 0;
+		for (const char *s = d->name; *s && k < sizeof key - 1; s++)
+			key[k++] = (char)(*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
+		key[k] = 0;
+		za_out_fmt(o, "%s\"%s\":", i ? "," : "", key);
+		switch (d->kind) {
+		case OPT_SWITCH:
+			za_out_fmt(o, "%s", d->value ? "true" : "false");
+			break;
+		case OPT_SIZE:
+		case OPT_MS:
+			za_out_fmt(o, "%lld", d->value);
+			break;
+		case OPT_CHOICE:
+			za_out_fmt(o, "\"%s\"", d->words[d->value]);
+			break;
+		case OPT_STATS:
+			za_out_fmt(o, "\"%s\"", stats_words[d->value]);
+			break;
+		}
+	}
+	za_out_fmt(o, "}");
 }
 
 ZA_EXPORT void za_options_print(int fd)

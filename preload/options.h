@@ -23,7 +23,7 @@ enum za_option {
 };
 
 /* Values of ZA_OPT_STATS. */
-enum { ZA_STATS_OFF = 0, ZA_STATS_TEXT = 1, ZA_STATS_FILE = 2 };
+enum { ZA_STATS_OFF = 0, ZA_STATS_TEXT = 1, ZA_STATS_FILE = 2, ZA_STATS_JSON = 3 };
 
 /* The smallest ZONEALLOC_LIMIT the heap honours (0 is "no limit"). */
 #define ZA_LIMIT_MIN ((long long)1 << 20)
@@ -33,5 +33,7 @@ long long za_option(enum za_option opt);
 /* ZONEALLOC_STATS=FILE: the file name, with %p replaced by the process id
  * (written into buf, which must hold 4096 bytes); NULL if not a file. */
 const char *za_option_stats_path(char *buf, size_t cap);
+/* The report file gets JSON: its name ends in .json. */
+bool za_option_stats_path_json(void);
 
 #endif

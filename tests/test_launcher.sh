@@ -32,6 +32,22 @@ fi
 [ "$(ls "$work"/r.* | wc -l)" = 1 ] && grep -q '^zonealloc report' "$work"/r.* && [ ! -s "$work/err" ] &&
 	ok "--stats=FILE --check" || bad "--stats=FILE: $(ls "$work") $(cat "$work/err")"
 
+# --stats=json: one JSON object, the documented schema.
+"$launcher" --stats=json sort "$work/in" >/dev/null 2>"$work/json"
+if env -u LD_PRELOAD python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == "zonealloc.stats" and d["version"] == 1, d.get("schema")
+assert d["options"]["stats"] == "json" and d["tiers"]["slab"]["objects"] > 0
+' "$work/json"; then
+	ok "--stats=json: one JSON object"
+else
+	bad "--stats=json: $(head -c 300 "$work/json")"
+fi
+"$launcher" --stats="$work/r2.%p.json" sort "$work/in" >/dev/null
+env -u LD_PRELOAD python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work"/r2.*.json 2>/dev/null &&
+	ok "--stats=FILE.json writes JSON" || bad "--stats=FILE.json: $(head -c 200 "$work"/r2.*.json)"
+
 # --limit: a Python allocation beyond it is a MemoryError, one within it is not.
 out=$("$launcher" --limit 64M python3 -c '
 try:
