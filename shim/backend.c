@@ -183,6 +183,7 @@ void za_backend_init(enum za_backend_kind kind, bool allow_fallback, bool verbos
 	 * the orphan pool, its objects still zonealloc's to free. */
 	atomic_store(&za_slab_no_heaps, true);
 	atomic_store_explicit(&za_backend_serving_kind, (int)kind, memory_order_release);
+	__atomic_store_n(&za_shim_run_max, 0, __ATOMIC_RELEASE);
 	za_slab_detach_heap();
 	if (verbose)
 		za_dprintf(2, "zonealloc: backend %s serves new allocations (ZONEALLOC_BACKEND)\n",
@@ -265,6 +266,7 @@ void *za_backend_fallback(size_t size, size_t align, bool zero)
 		int kind = atomic_load(&loaded_kind);
 		if (atomic_compare_exchange_strong(&za_backend_serving_kind, &expected, kind)) {
 			fallback = true;
+			__atomic_store_n(&za_shim_run_max, 0, __ATOMIC_RELEASE);
 			if (verbose_on)
 				za_dprintf(2, "zonealloc: the OS refused to map a new zone (%s): "
 					      "new allocations go to %s from now on\n",

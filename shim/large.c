@@ -20,11 +20,35 @@ void *za_shim_nomem(za_status status)
 	return NULL;
 }
 
-static void *malloc_large_own(size_t size, size_t align, bool zero)
+/* ZA_RUN_MAX while zonealloc serves; 0 once a backend does (backend.c),
+ * so the one compare that sends huge requests off the run path sends
+ * every request there: the run path pays nothing for the backends. */
+size_t za_shim_run_max = ZA_RUN_MAX;
+
+/* Huge, or a backend serving. */
+static ZA_NOINLINE void *malloc_large_other(size_t size, size_t align, bool zero)
+{
+	if (za_backend_serving())
+		return za_backend_alloc(size, align, zero);
+	void *p = za_huge_alloc(size, align, zero);
+	return p ? p : za_backend_fallback(size, align, zero);
+}
+
+/* A run could not be had: the fallback (with what the run would have
+ * been), or NULL and ENOMEM. */
+static ZA_NOINLINE void *malloc_large_failed(size_t npages, unsigned align_order, bool zero)
+{
+	void *p = za_backend_fallback(npages << ZA_PAGE_SHIFT,
+				      align_order ? ZA_PAGE_SIZE << align_order : 16, zero);
+	return p ? p : za_shim_nomem(ZA_OK);
+}
+
+void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 {
 	/* Within ZA_RUN_MAX, both orders are below ZA_MAX_ORDER. */
-	if (unlikely(size > ZA_RUN_MAX || align > ZA_RUN_MAX))
-		return za_huge_alloc(size, align, zero);
+	size_t max = za_shim_run_max;
+	if (unlikely(size > max || align > max))
+		return malloc_large_other(size, align, zero);
 
 	size_t npages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 	unsigned align_order = align > ZA_PAGE_SIZE ? za_order_for_pages(align >> ZA_PAGE_SHIFT) : 0;
@@ -32,18 +56,10 @@ static void *malloc_large_own(size_t size, size_t align, bool zero)
 	bool fresh;
 	void *p = za_policy_alloc_run((uint32_t)npages, align_order, NULL, &st, &fresh);
 	if (unlikely(!p))
-		return za_shim_nomem(ZA_OK);
+		return malloc_large_failed(npages, align_order, zero);
 	if (zero && !fresh)   /* released pages read as zero already */
 		memset(p, 0, npages << ZA_PAGE_SHIFT);
 	return p;
-}
-
-void *za_shim_malloc_large(size_t size, size_t align, bool zero)
-{
-	if (za_backend_serving())
-		return za_backend_alloc(size, align, zero);
-	void *p = malloc_large_own(size, align, zero);
-	return likely(p) ? p : za_backend_fallback(size, align, zero);
 }
 
 void za_shim_bad_slab_pointer(void *p, const char *call)

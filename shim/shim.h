@@ -43,6 +43,7 @@ void *za_huge_resize(struct za_huge *h, size_t size);
 void za_huge_stats(struct za_huge_stats *st);
 
 ZA_NOINLINE void *za_shim_malloc_large(size_t size, size_t align, bool zero);
+extern size_t za_shim_run_max ZA_HIDDEN;
 ZA_NOINLINE void za_shim_free_slow(void *p, const char *call);
 /* free of p, at page pfn of zone and not in a slab: a run goes to this
  * thread's run cache; anything else to za_shim_free_slow. */
