@@ -83,20 +83,16 @@ static void aligned()
 	delete n;
 }
 
-// A sized delete reaches zonealloc with its size: 100 bytes come from the
-// 112-byte class, and a delete that says 1000 is reported.
-static void sized_delete_mismatch()
+// Runs `misuse` in a child; it must die of SIGABRT with `want` on stderr.
+static void expect_abort(void (*misuse)(), const char *name, const char *want)
 {
-	void *ok = ::operator new(100);
-	::operator delete(ok, 100);   // right size: fine
 	int fds[2];
 	if (pipe(fds))
 		std::abort();
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(fds[1], 2);
-		void *p = ::operator new(100);
-		::operator delete(p, 1000);
+		misuse();
 		_exit(0);
 	}
 	close(fds[1]);
@@ -108,12 +104,43 @@ static void sized_delete_mismatch()
 	close(fds[0]);
 	int status;
 	waitpid(pid, &status, 0);
-	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "wrong sized delete: status %d",
-	      status);
-	CHECK(std::strstr(out, "operator delete(0x") &&
-		      std::strstr(out, ", 1000): size does not match the allocation (112 usable bytes; "
-				       "1000 bytes would have 1024)"),
-	      "wrong sized delete report: %s", out);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: status %d", name, status);
+	CHECK(std::strstr(out, want), "%s: report: %s", name, out);
+}
+
+// A sized delete reaches zonealloc with its size: 100 bytes come from the
+// 112-byte class, and a delete that says 1000 is reported; so are an
+// aligned delete of a block not so aligned and an aligned sized delete
+// with the wrong size.
+static void wrong_size() { ::operator delete(::operator new(100), 1000); }
+static void wrong_size_array() { ::operator delete[](::operator new[](5000), 50); }
+static void wrong_alignment()
+{
+	void *p = ::operator new(64, std::align_val_t(64));
+	if (((uintptr_t)p & 4095) == 0)   // by chance page aligned: make it not
+		p = ::operator new(64, std::align_val_t(64));
+	::operator delete(p, std::align_val_t(4096));
+}
+static void wrong_aligned_size()
+{
+	::operator delete(::operator new(100000, std::align_val_t(256)), 10, std::align_val_t(256));
+}
+
+static void sized_delete_mismatch()
+{
+	void *ok = ::operator new(100);
+	::operator delete(ok, 100);   // right size: fine
+	ok = ::operator new(300, std::align_val_t(128));
+	::operator delete(ok, 300, std::align_val_t(128));
+	expect_abort(wrong_size, "wrong sized delete",
+		     ", 1000): size does not match the allocation (112 usable bytes; 1000 bytes "
+		     "would have 1024)");
+	expect_abort(wrong_size_array, "wrong sized delete[]",
+		     "operator delete[](0x");
+	expect_abort(wrong_alignment, "wrong aligned delete", "): pointer is not aligned to 4096");
+	expect_abort(wrong_aligned_size, "wrong aligned sized delete",
+		     ", 10): size does not match the allocation (102400 usable bytes; 10 bytes would "
+		     "have 256)");
 }
 
 static char *reserve;
