@@ -308,6 +308,10 @@ void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn);
 bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released);
 /* Pages of the run at `run`, or 0 when it is not the head of a run. */
 size_t za_buddy_run_pages(const void *run);
+/* addr was given back as a page block or run lately (page_alloc.c: the
+ * ring that tells a double free from a pointer into never-used pages). */
+bool za_buddy_freed_recently(const void *addr);
+void za_buddy_freed_note(const void *addr);
 /* Turns an allocated block into ZA_PG_SLAB (tails point to the head). */
 struct za_page *za_buddy_make_slab(void *block, unsigned order);
 void za_buddy_free_slab(void *block);

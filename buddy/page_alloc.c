@@ -352,13 +352,47 @@ static void zone_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 
 static const char *const state_names[ZA_PG_STATE_COUNT] = {
 	[ZA_PG_TAIL] = "inside a block (not a block head)",
-	[ZA_PG_FREE] = "free (double free)",
+	[ZA_PG_FREE] = "free",
 	[ZA_PG_BLOCK] = "an allocated page block",
 	[ZA_PG_RUN] = "an allocated exact run",
-	[ZA_PG_PCP] = "free in a per-thread cache (double free)",
+	[ZA_PG_PCP] = "free in a per-thread cache",
 	[ZA_PG_SLAB] = "a slab",
 	[ZA_PG_RUN_CACHED] = "a freed run in a per-thread cache (double free)",
 };
+
+/*
+ * Free pages do not say whether they were ever handed out: a block freed
+ * twice and a pointer into pages never allocated (the unused tail of a
+ * run, a buddy nobody took) look the same. The last FREED_RING addresses
+ * given back as page blocks or runs tell them apart for a while, so a
+ * report says "double free" only when it is one. Written where a block or
+ * run leaves its owner for a free list or a page cache, never on the path
+ * of a run cached for reuse (its state says it).
+ */
+#define FREED_RING 256
+static uintptr_t freed_ring[FREED_RING];
+static _Atomic unsigned freed_next;
+
+void za_buddy_freed_note(const void *addr)
+{
+	unsigned i = atomic_fetch_add_explicit(&freed_next, 1, memory_order_relaxed);
+	__atomic_store_n(&freed_ring[i % FREED_RING], (uintptr_t)addr, __ATOMIC_RELAXED);
+}
+
+bool za_buddy_freed_recently(const void *addr)
+{
+	for (unsigned i = 0; i < FREED_RING; i++)
+		if (__atomic_load_n(&freed_ring[i], __ATOMIC_RELAXED) == (uintptr_t)addr)
+			return true;
+	return false;
+}
+
+/* What a free page at `addr` most likely is to a caller who frees it. */
+static const char *free_page_verdict(const void *addr)
+{
+	return za_buddy_freed_recently(addr) ? " (double free)"
+					     : " (not allocated, or freed long ago)";
+}
 
 /* For a page inside a block: the head of the block that covers it, found
  * at the nearest aligned pfn below that is a head; ZA_PFN_NONE if none. */
@@ -387,9 +421,10 @@ void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 	if (head != ZA_PFN_NONE) {
 		const struct za_page *h = &zone->pages[head];
 		if (h->state == ZA_PG_FREE || h->state == ZA_PG_PCP)
-			za_fatal("%s(%p): %s: zone %d pfn %u is free (double free): inside the "
+			za_fatal("%s(%p): %s: zone %d pfn %u is free%s: inside the "
 				 "free block at pfn %u (order %u), expected order %d",
-				 call, ptr, what, zone->index, pfn, head, h->order, expected_order);
+				 call, ptr, what, zone->index, pfn, free_page_verdict(ptr), head,
+				 h->order, expected_order);
 		za_fatal("%s(%p): %s: zone %d pfn %u is inside a block (not a block head): the "
 			 "block at pfn %u is %s (order %u), expected order %d",
 			 call, ptr, what, zone->index, pfn, head,
@@ -397,10 +432,11 @@ void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 			 expected_order);
 	}
 	const char *state = page->state < ZA_PG_STATE_COUNT ? state_names[page->state] : "corrupt";
+	bool is_free = page->state == ZA_PG_FREE || page->state == ZA_PG_PCP;
 	/* A slab head's count is the slab tier's (slab.c: the idle scan). */
-	za_fatal("%s(%p): %s: zone %d pfn %u is %s (order %u, %u pages), expected order %d",
-		 call, ptr, what, zone->index, pfn, state, page->order,
-		 page->state == ZA_PG_SLAB ? 0u : page->count, expected_order);
+	za_fatal("%s(%p): %s: zone %d pfn %u is %s%s (order %u, %u pages), expected order %d",
+		 call, ptr, what, zone->index, pfn, state, is_free ? free_page_verdict(ptr) : "",
+		 page->order, page->state == ZA_PG_SLAB ? 0u : page->count, expected_order);
 }
 
 /* The checks every page-level free makes before anything is trusted:
@@ -433,6 +469,7 @@ void za_buddy_free(void *block, unsigned order)
 				  (page->flags & ZA_PGF_ISOLATED) ? "double free (the block is free, being released)"
 				  : page->state == ZA_PG_BLOCK ? "wrong order" : "not an allocated block",
 				  zone, pfn, (int)order);
+	za_buddy_freed_note(block);
 	if (order < ZA_PCP_ORDERS && za_pcp_free(zone, pfn, order))
 		return;
 	zone_free(zone, pfn, order);
@@ -479,6 +516,7 @@ void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn)
 	struct za_page *head = &zone->pages[pfn];
 	uint32_t npages = head->count;
 
+	za_buddy_freed_note(za_page_addr(zone, pfn));
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;
 	head->count = 0;

@@ -160,6 +160,7 @@ static void __pcp_run_evict(struct za_pcp *pcp, uint32_t i)
 	struct za_zone *zone = za_zone_of(pcp->run_addr[i]);
 	uint32_t pfn = (uint32_t)(head - zone->pages), n = pcp->run_npages[i];
 
+	za_buddy_freed_note(pcp->run_addr[i]);   /* a freed run leaves its RUN_CACHED state */
 	pcp_run_remove(pcp, i);
 	pthread_mutex_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;

@@ -105,11 +105,17 @@ void za_shim_free_slow(void *p, const char *call)
 	struct za_zone *zone = (struct za_zone *)r;
 	uint32_t pfn = za_pfn_of(zone, p);
 	if (unlikely((uintptr_t)p & (ZA_PAGE_SIZE - 1)) || zone->pages[pfn].state != ZA_PG_RUN) {
-		const char *what = zone->pages[pfn].state == ZA_PG_FREE ||
-						   zone->pages[pfn].state == ZA_PG_PCP ||
-						   zone->pages[pfn].state == ZA_PG_RUN_CACHED
+		uint8_t state = zone->pages[pfn].state;
+		/* Free pages are a double free only if a run or block was
+		 * given back there lately (buddy: the freed ring); else the
+		 * pointer is into pages never handed out, such as a run's
+		 * unused tail. */
+		const char *what = state == ZA_PG_RUN_CACHED ||
+						   ((state == ZA_PG_FREE || state == ZA_PG_PCP ||
+						     state == ZA_PG_TAIL) &&
+						    za_buddy_freed_recently(p))
 					   ? "double free"
-				   : zone->pages[pfn].state == ZA_PG_BLOCK
+				   : state == ZA_PG_BLOCK
 					   ? "page block from za_alloc_pages freed with free"
 					   : "not the start of an allocation";
 		za_buddy_bad_free(p, call, what, zone, pfn, -1);
@@ -122,17 +128,32 @@ size_t za_shim_usable_size(const void *p, const char *call)
 	if (!p)
 		return 0;
 	struct za_slab *slab = za_shim_slab_of((void *)p, call);
-	if (slab)
+	if (slab) {
+		/* A freed object carries the free mark; confirmed on the lists
+		 * (user data may hold the mark by chance). */
+		void *const *w = p;
+		if (unlikely((uintptr_t)w[1] == (za_slab_free_mark ^ (uintptr_t)p)) &&
+		    za_slab_object_free(slab, (void *)p))
+			za_fatal("%s(%p): the %u-byte slab object was freed", call, p,
+				 za_classes[za_slab_class(slab)].size);
 		return za_classes[za_slab_class(slab)].size;
+	}
 	struct za_region *r = za_region_of(p);
 	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base)
 		return ((struct za_huge *)r)->usable;
 	if (!r && za_backend_owns(p))
 		return za_backend_usable_size((void *)p);
 	size_t pages = za_buddy_run_pages(p);
-	if (!pages)
-		za_fatal("%s(%p): pointer not allocated by zonealloc", call, p);
-	return pages << ZA_PAGE_SHIFT;
+	if (pages)
+		return pages << ZA_PAGE_SHIFT;
+	size_t freed = r ? 0 : za_huge_freed_size(p);
+	if (freed)
+		za_fatal("%s(%p): the huge block was freed (%zu bytes)", call, p, freed);
+	struct za_zone *zone = r && r->kind == ZA_REGION_ZONE ? (struct za_zone *)r : NULL;
+	if (zone && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)) &&
+	    (zone->pages[za_pfn_of(zone, p)].state == ZA_PG_RUN_CACHED || za_buddy_freed_recently(p)))
+		za_fatal("%s(%p): the run was freed", call, p);
+	za_fatal("%s(%p): pointer not allocated by zonealloc", call, p);
 }
 
 /*

@@ -541,18 +541,23 @@ static bool list_holds(void *list, void *p, uint32_t limit)
  * double free (user data may hold the mark by chance), then free as usual.
  * Only the holder may walk the local and delayed lists; anyone may walk
  * the remote one. */
-void za_slab_free_marked(struct za_slab *slab, void *p)
+bool za_slab_object_free(struct za_slab *slab, void *p)
 {
 	struct za_theap *heap = za_tls_heap;
 	bool owner = slab->owner == heap;
 	uint32_t cap = slab->capacity;
 	void *remote = (void *)(atomic_load_explicit(&slab->remote, memory_order_acquire) &
 				~(uintptr_t)ZA_REMOTE_STATE);
-	if ((heap->rbuf_slab == slab && list_holds(heap->rbuf_head, p, heap->rbuf_n)) ||
-	    (owner && (list_holds(slab->free, p, cap) ||
-		       list_holds(atomic_load_explicit(&heap->delayed, memory_order_acquire), p,
-				  UINT32_MAX))) ||
-	    list_holds(remote, p, cap))
+	return (heap->rbuf_slab == slab && list_holds(heap->rbuf_head, p, heap->rbuf_n)) ||
+	       (owner && (list_holds(slab->free, p, cap) ||
+			  list_holds(atomic_load_explicit(&heap->delayed, memory_order_acquire), p,
+				     UINT32_MAX))) ||
+	       list_holds(remote, p, cap);
+}
+
+void za_slab_free_marked(struct za_slab *slab, void *p)
+{
+	if (za_slab_object_free(slab, p))
 		za_fatal("free(%p): double free of a %u-byte slab object (zone %u)", p,
 			 za_classes[slab->cls].size, za_slab_page(slab)->prev);
 	za_slab_free_unmarked(slab, p);

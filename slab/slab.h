@@ -151,6 +151,9 @@ ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
 ZA_NOINLINE void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_remote(struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
+/* p, which carries the free mark, is on one of its slab's free lists
+ * this thread may walk (its own heap's, or the remote one): it was freed. */
+bool za_slab_object_free(struct za_slab *slab, void *p);
 void za_slab_remote_flush(struct za_theap *heap);
 #define ZA_RBUF_MAX 256   /* objects chained at most before a push */
 #define ZA_IDLE_SCAN_CALLS 2048   /* slow-path calls between idle scans */

@@ -268,7 +268,8 @@ int main(void)
 		     "not an allocated block", "is free (double free): inside the free block");
 	expect_abort("double free, exact run", double_free_exact, "double free",
 		     "is a freed run in a per-thread cache");
-	expect_abort("never allocated", never_allocated, "not an allocated block", "double free");
+	expect_abort("never allocated", never_allocated, "not an allocated block",
+		     "is free (not allocated, or freed long ago): inside the free block");
 
 	expect_abort("wrong order (low)", wrong_order_low, "wrong order", "expected order 4");
 	expect_abort("wrong order (high)", wrong_order_high, "wrong order", "expected order 6");

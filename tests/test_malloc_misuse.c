@@ -199,7 +199,7 @@ static void run_double_free_merged(void)
 		_exit(0);
 	}
 	char *hi = opaque_ptr(a < b ? b : a);
-	EXPECT("zonealloc: free(%p): not the start of an allocation: zone # pfn %lu is free (double free): inside the free block at pfn # (order #), expected order -1",
+	EXPECT("zonealloc: free(%p): double free: zone # pfn %lu is free (double free): inside the free block at pfn # (order #), expected order -1",
 	       (void *)hi, pfn_of(hi));
 	F(free)(a);
 	F(free)(b);
@@ -284,6 +284,54 @@ static void huge_interior(void)
 	EXPECT("zonealloc: free(%p): interior pointer into the huge allocation at %p", q,
 	       (void *)p);
 	F(free)(q);
+}
+
+/* A page past a run's end, in the unused tail of its buddy block that went
+ * back free: never allocated, so not a double free. 40 KiB + 1 takes 11
+ * pages of a 16-page block; pages 11 to 15 are free. */
+static void run_tail_pointer(void)
+{
+	char *p = F(malloc)(40 * KiB + 1);
+	void *q = opaque_ptr(p + 44 * KiB);
+	EXPECT("zonealloc: free(%p): not the start of an allocation: zone # pfn %lu is free (not allocated, or freed long ago) (order #, # pages), expected order -1",
+	       q, pfn_of(q));
+	F(free)(q);
+}
+
+/* ---- malloc_usable_size of what was freed ---- */
+
+static void usable_freed_slab(void)
+{
+	char *p = F(malloc)(100);
+	F(free)(p);
+	EXPECT("zonealloc: malloc_usable_size(%p): the 112-byte slab object was freed", (void *)p);
+	(void)F(malloc_usable_size)(opaque_ptr(p));
+}
+
+static void usable_freed_run(void)
+{
+	char *p = F(malloc)(100 * KiB);
+	F(free)(p);
+	EXPECT("zonealloc: malloc_usable_size(%p): the run was freed", (void *)p);
+	(void)F(malloc_usable_size)(opaque_ptr(p));
+}
+
+static void usable_freed_run_merged(void)
+{
+	char *p = F(malloc)(100 * KiB);
+	F(free)(p);
+	za_drain_caches();   /* out of the run cache, merged into free blocks */
+	EXPECT("zonealloc: malloc_usable_size(%p): the run was freed", (void *)p);
+	(void)F(malloc_usable_size)(opaque_ptr(p));
+}
+
+static void usable_freed_huge(void)
+{
+	char *p = F(malloc)(8 * MiB);
+	F(free)(p);
+	EXPECT("zonealloc: malloc_usable_size(%p): the huge block was freed (8388608 bytes)",
+	       (void *)p);
+	(void)F(malloc_usable_size)(opaque_ptr(p));
 }
 
 /* ---- pointers zonealloc never returned ---- */
@@ -422,6 +470,11 @@ int main(void)
 		{ "slab interior", slab_interior },
 		{ "slab interior realloc", slab_interior_realloc },
 		{ "slab past the last object", slab_past_last },
+		{ "run tail pointer", run_tail_pointer },
+		{ "usable size of a freed slab object", usable_freed_slab },
+		{ "usable size of a freed run", usable_freed_run },
+		{ "usable size of a freed run, merged", usable_freed_run_merged },
+		{ "usable size of a freed huge block", usable_freed_huge },
 		{ "run interior page", run_interior_page },
 		{ "run interior first page", run_interior_first_page },
 		{ "huge interior", huge_interior },
