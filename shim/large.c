@@ -254,29 +254,40 @@ void *za_shim_realloc(void *p, size_t size)
 	za_fatal("realloc(%p): not the start of an allocation", p);
 }
 
+/*
+ * The slab class of `size` bytes aligned to `align` (16 < align): the first
+ * class that is a multiple of the alignment, as objects sit at multiples of
+ * their size from a page-aligned slab start (classes include every multiple
+ * of their step, so this over-allocates less than the alignment);
+ * ZA_NCLASSES when no slab serves it.
+ */
+static unsigned aligned_class(size_t size, size_t align)
+{
+	if (size > ZA_SLAB_MAX || align > ZA_PAGE_SIZE)
+		return ZA_NCLASSES;
+	size_t want = (size + align - 1) & ~(align - 1);
+	if (want == 0)
+		want = align;
+	if (want > ZA_SLAB_MAX)
+		return ZA_NCLASSES;
+	unsigned cls = za_size_class(want);
+	while (za_classes[cls].size & (align - 1))
+		cls++;
+	return cls;
+}
+
 void *za_shim_aligned(size_t align, size_t size)
 {
 	if (align <= 16)
 		return za_shim_malloc(size);
 	if (za_backend_serving())
 		return za_backend_alloc(size ? size : 1, align, false);
-	if (size <= ZA_SLAB_MAX && align <= ZA_PAGE_SIZE) {
-		/* The first class that is a multiple of the alignment: objects sit
-		 * at multiples of their size from a page-aligned slab start. Classes
-		 * include every multiple of their step, so this over-allocates less
-		 * than the alignment. */
-		size_t want = (size + align - 1) & ~(align - 1);
-		if (want == 0)
-			want = align;
-		if (want <= ZA_SLAB_MAX) {
-			unsigned cls = za_size_class(want);
-			while (za_classes[cls].size & (align - 1))
-				cls++;
-			void *p = za_slab_alloc(cls);
-			if (!p)
-				p = za_backend_fallback(size ? size : 1, align, false);
-			return p ? p : za_shim_nomem(ZA_OK);
-		}
+	unsigned cls = aligned_class(size, align);
+	if (cls < ZA_NCLASSES) {
+		void *p = za_slab_alloc(cls);
+		if (!p)
+			p = za_backend_fallback(size ? size : 1, align, false);
+		return p ? p : za_shim_nomem(ZA_OK);
 	}
 	return za_shim_malloc_large(size ? size : 1, align, false);
 }
@@ -314,17 +325,10 @@ size_t za_shim_usable_for(size_t size, size_t align)
 	if (align <= 16) {
 		if (size <= ZA_SLAB_MAX)
 			return za_classes[za_size_class(size)].size;
-	} else if (size <= ZA_SLAB_MAX && align <= ZA_PAGE_SIZE) {
-		/* As za_shim_aligned chooses. */
-		size_t want = (size + align - 1) & ~(align - 1);
-		if (want == 0)
-			want = align;
-		if (want <= ZA_SLAB_MAX) {
-			unsigned cls = za_size_class(want);
-			while (za_classes[cls].size & (align - 1))
-				cls++;
+	} else {
+		unsigned cls = aligned_class(size, align);
+		if (cls < ZA_NCLASSES)
 			return za_classes[cls].size;
-		}
 	}
 	size_t n = size ? size : 1;
 	return (n + ZA_PAGE_SIZE - 1) & ~(size_t)(ZA_PAGE_SIZE - 1);
