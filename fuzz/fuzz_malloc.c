@@ -18,6 +18,7 @@ struct live {
 	uint8_t *p;
 	size_t size;
 	uint32_t tag;
+	size_t align;   /* an aligned allocation's, until a realloc; 0: malloc's */
 };
 
 static struct live live[MAX_LIVE];
@@ -44,7 +45,14 @@ static size_t pick_size(struct fuzz_in *in)
 	}
 }
 
+static void track_aligned(uint8_t *p, size_t size, size_t align);
+
 static void track(uint8_t *p, size_t size)
+{
+	track_aligned(p, size, 0);
+}
+
+static void track_aligned(uint8_t *p, size_t size, size_t align)
 {
 	next_tag++;
 	size_t usable = za_malloc_usable_size(p);
@@ -53,7 +61,7 @@ static void track(uint8_t *p, size_t size)
 	if (usable)
 		p[usable - 1] = 0x5a;   /* writing up to the usable size is safe */
 	fuzz_fill(p, size, next_tag);
-	live[nlive++] = (struct live){ p, size, next_tag };
+	live[nlive++] = (struct live){ p, size, next_tag, align };
 }
 
 static void verify(const struct live *l)
@@ -129,7 +137,9 @@ void fuzz_one(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(p, "aligned %zu/%zu failed", align, n);
 			FUZZ_ASSERT(((uintptr_t)p & (align - 1)) == 0, "%p not aligned to %zu", (void *)p,
 				    align);
-			track(p, n);
+			/* posix_memalign raises the alignment to a pointer's. */
+			size_t a = op & 8 || align >= sizeof(void *) ? align : sizeof(void *);
+			track_aligned(p, n, a > 16 ? a : 0);
 			break;
 		}
 		case 5:
@@ -137,7 +147,9 @@ void fuzz_one(const uint8_t *data, size_t size)
 			if (nlive) {
 				int i = fuzz_u8(&in) % nlive;
 				verify(&live[i]);
-				if (op & 8)
+				if ((op & 8) && live[i].align)   /* C23: its own sized free */
+					za_free_aligned_sized(live[i].p, live[i].align, live[i].size);
+				else if (op & 8)
 					za_free_sized(live[i].p, live[i].size);
 				else
 					za_free(live[i].p);

@@ -307,6 +307,18 @@ void *za_shim_calloc(size_t n, size_t size)
 	return za_shim_malloc_large(total, 0, true);
 }
 
+/*
+ * C23's free_sized and free_aligned_sized: the size must be the one the
+ * block was allocated with (for free_sized, or last reallocated with).
+ * An aligned slab object's or run's size maps to its class or pages
+ * exactly (za_shim_usable_for). A malloc'ed one may have been reallocated
+ * where it is, or moved with room to grow (realloc_move, realloc_run): its
+ * size is above half a slab object's usable size, or at least three
+ * quarters of a run's pages. A huge block may be a reused mapping up to
+ * half as big again (huge.c): at least two thirds of its pages. Anything
+ * else, larger or smaller, is a wrong size. A backend's blocks are checked
+ * against their usable size.
+ */
 void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 {
 	if (!p)
@@ -317,6 +329,18 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 			 size, usable);
 	if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
 		za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);
+	struct za_region *r = za_region_of(p);
+	if (r) {
+		size_t pages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+		size_t have = usable >> ZA_PAGE_SHIFT;
+		bool ok = r->kind == ZA_REGION_HUGE	? pages * 3 >= have * 2
+			: align > 16			? usable == za_shim_usable_for(size, align)
+			: za_shim_slab_of(p, call)	? size > usable / 2 || usable <= 16
+							: pages >= have * 3 / 4;
+		if (unlikely(!ok))
+			za_fatal("%s(%p, %zu): size is smaller than the allocation's (%zu usable bytes)",
+				 call, p, size, usable);
+	}
 	za_shim_free(p);
 }
 

@@ -599,7 +599,7 @@ static void test_errno(void)
 		CHECK(rc == 0);
 		KEEPS_ERRNO(q = F(aligned_alloc)(4096, s));
 		KEEPS_ERRNO((void)usable(p));
-		KEEPS_ERRNO(F(free_sized)(p, s));
+		KEEPS_ERRNO(F(free_aligned_sized)(p, 64, s));
 		KEEPS_ERRNO(F(free)(q));
 		KEEPS_ERRNO(p = F(valloc)(s));
 		KEEPS_ERRNO(F(free)(p));

@@ -414,6 +414,41 @@ static void free_sized_larger(void)
 	F(free_sized)(p, opaque_size(113));
 }
 
+/* C23: the size is what malloc was given. 4 KiB freed as 16, 1 MiB as
+ * 512 KiB (an 8 MiB huge block as 5 MiB), and an aligned block freed with
+ * the size of another class. */
+static void free_sized_smaller(void)
+{
+	char *p = F(malloc)(4096);
+	EXPECT("zonealloc: free_sized(%p, 16): size is smaller than the allocation's (4096 usable bytes)",
+	       (void *)p);
+	F(free_sized)(p, opaque_size(16));
+}
+
+static void free_sized_smaller_run(void)
+{
+	char *p = F(malloc)(1 * MiB);
+	EXPECT("zonealloc: free_sized(%p, 524288): size is smaller than the allocation's (1048576 usable bytes)",
+	       (void *)p);
+	F(free_sized)(p, opaque_size(512 * KiB));
+}
+
+static void free_sized_smaller_huge(void)
+{
+	char *p = F(malloc)(8 * MiB);
+	EXPECT("zonealloc: free_sized(%p, 5242880): size is smaller than the allocation's (8388608 usable bytes)",
+	       (void *)p);
+	F(free_sized)(p, opaque_size(5 * MiB));
+}
+
+static void free_aligned_sized_other_class(void)
+{
+	char *p = F(aligned_alloc)(256, 1024);
+	EXPECT("zonealloc: free_aligned_sized(%p, 256): size is smaller than the allocation's (1024 usable bytes)",
+	       (void *)p);
+	F(free_aligned_sized)(p, 256, opaque_size(256));
+}
+
 static void free_sized_larger_run(void)
 {
 	void *p = opaque_ptr(F(malloc)(100 * KiB));
@@ -488,6 +523,10 @@ int main(void)
 		{ "usable_size foreign", usable_size_foreign },
 		{ "free_sized larger", free_sized_larger },
 		{ "free_sized larger run", free_sized_larger_run },
+		{ "free_sized smaller", free_sized_smaller },
+		{ "free_sized smaller run", free_sized_smaller_run },
+		{ "free_sized smaller huge", free_sized_smaller_huge },
+		{ "free_aligned_sized of another class", free_aligned_sized_other_class },
 		{ "free_aligned_sized misaligned", free_aligned_sized_misaligned },
 		{ "free page block", free_page_block },
 	};

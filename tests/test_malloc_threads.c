@@ -25,6 +25,7 @@
 #ifdef TEST_NAMES
 #include <malloc.h>
 void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 #endif
 
 #define NTHREADS   8
@@ -36,6 +37,7 @@ struct block {
 	unsigned char *p;
 	size_t size;
 	uint64_t seed;
+	size_t align;   /* memalign's, until a realloc; 0: malloc's */
 };
 
 struct mailbox {
@@ -142,33 +144,35 @@ static bool allocate(struct worker *w, struct block *b)
 	size_t size = pick_size(&w->rng, &tier);
 	uint32_t how = rng_below(&w->rng, 16);
 	unsigned char *p;
+	size_t align = 0;
 	if (how == 0) {
 		p = F(calloc)(1, size);
 		if (p) {
 			for (size_t i = 0; i < size; i += (size > 4096 ? 4093 : 1))
 				if (p[i]) {
-					struct block z = { p, size, 0 };
+					struct block z = { p, size, 0, 0 };
 					fail(w, "calloc memory not zero", &z);
 					break;
 				}
 		}
 	} else if (how == 1) {
-		size_t align = (size_t)16 << rng_below(&w->rng, 9);   /* 16 B .. 4 KiB */
+		align = (size_t)16 << rng_below(&w->rng, 9);   /* 16 B .. 4 KiB */
 		p = F(memalign)(align, size);
 		if (p && ((uintptr_t)p & (align - 1))) {
-			struct block z = { p, size, 0 };
+			struct block z = { p, size, 0, 0 };
 			fail(w, "memalign misaligned", &z);
 		}
 	} else {
 		p = F(malloc)(size);
 	}
 	if (!p) {
-		struct block z = { NULL, size, 0 };
+		struct block z = { NULL, size, 0, 0 };
 		fail(w, "allocation failed", &z);
 		return false;
 	}
 	b->p = p;
 	b->size = size;
+	b->align = align;
 	b->seed = rng_next(&w->rng);
 	if (((uintptr_t)p & 15) || F(malloc_usable_size)(p) < size)
 		fail(w, "misaligned or short block", b);
@@ -183,7 +187,11 @@ static void release(struct worker *w, struct block *b, bool mine)
 {
 	if (!verify(b, SIZE_MAX))
 		fail(w, mine ? "pattern broken before free" : "pattern broken in transit", b);
-	if (b->size & 1)
+	/* C23: free_sized takes what malloc or realloc was given;
+	 * free_aligned_sized what an aligned allocation was. */
+	if ((b->size & 1) && b->align)
+		F(free_aligned_sized)(b->p, b->align, b->size);
+	else if (b->size & 1)
 		F(free_sized)(b->p, b->size);
 	else
 		F(free)(b->p);
@@ -210,11 +218,12 @@ static void drain_mailbox(struct worker *w)
 			if (!q) {
 				fail(w, "realloc of a received block failed", b);
 			} else {
-				struct block moved = { q, b->size, b->seed };
+				struct block moved = { q, b->size, b->seed, 0 };
 				if (!verify(&moved, size))
 					fail(w, "realloc of a received block lost data", &moved);
 				b->p = q;
 				b->size = size;
+				b->align = 0;
 				stamp(b);
 				w->reallocs++;
 			}
@@ -260,11 +269,12 @@ static void *worker_main(void *arg)
 				fail(w, "realloc failed", b);
 				continue;
 			}
-			struct block moved = { q, b->size, b->seed };
+			struct block moved = { q, b->size, b->seed, 0 };
 			if (!verify(&moved, size))
 				fail(w, "realloc lost data", &moved);
 			b->p = q;
 			b->size = size;
+			b->align = 0;
 			b->seed = rng_next(&w->rng);
 			stamp(b);
 			w->reallocs++;

@@ -149,8 +149,11 @@ static void drop_live(struct state *s, size_t i)
 		za_free_pages_exact(l->p, l->order);
 		break;
 	case K_MALLOC:
+		/* C23: an aligned block's sized free is free_aligned_sized. */
 		if (rng_below(&s->rng, 2))
 			za_free(l->p);
+		else if (l->order > 16)
+			za_free_aligned_sized(l->p, l->order, l->size);
 		else
 			za_free_sized(l->p, l->size);
 		break;
@@ -213,9 +216,11 @@ static const char *step(struct state *s)
 		bool zero = rng_below(r, 4) == 0;
 		za_flags fl = rng_below(r, 3) == 0 ? random_flags(r) : ZA_F_NONE;
 		void *p;
-		if (fl != ZA_F_NONE)
-			p = za_alloc(size, rng_below(r, 4) ? 0 : (size_t)16 << rng_below(r, 10), fl, &st);
-		else {
+		size_t align = 0;
+		if (fl != ZA_F_NONE) {
+			align = rng_below(r, 4) ? 0 : (size_t)16 << rng_below(r, 10);
+			p = za_alloc(size, align, fl, &st);
+		} else {
 			p = zero ? za_calloc(1, size) : za_malloc(size);
 			st = za_last_status();
 		}
@@ -223,7 +228,8 @@ static const char *step(struct state *s)
 			if (fl != ZA_F_NONE ? (fl & ZA_F_ZERO) != 0 : zero)
 				CHECK_MSG(pt_all_zero(p, size < 8192 ? size : 8192),
 					  "zeroed allocation of %zu is not zero", size);
-			add_live(s, p, size, 0, K_MALLOC);
+			/* `order` keeps the alignment (0: malloc's) for the sized free. */
+			add_live(s, p, size, (unsigned)align, K_MALLOC);
 		} else {
 			note_failure(s, st, "za_malloc");
 		}
@@ -250,6 +256,7 @@ static const char *step(struct state *s)
 		s->bytes += size - l->size;
 		l->p = q;
 		l->size = size;
+		l->order = 0;   /* a realloc'ed block is malloc's, whatever it was */
 		stamp(q, size, l->tag);
 		return "za_realloc";
 	}
