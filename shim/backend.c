@@ -29,7 +29,6 @@ struct ops {
 	void *(*memalign)(size_t align, size_t size);    /* libc */
 	void *(*mi_aligned_at)(size_t size, size_t align, size_t offset);  /* mimalloc */
 	size_t (*usable)(void *);
-	bool (*owns)(const void *);   /* NULL: whatever is not zonealloc's */
 };
 /* mimalloc's, and glibc's. glibc's are looked up at start-up (it is
  * loaded already): they are the fallback where mimalloc is missing, and
