@@ -138,6 +138,16 @@ struct za_zone {
 	uint64_t alloc_calls[ZA_MAX_ORDER], free_calls[ZA_MAX_ORDER];
 } __attribute__((aligned(64)));
 
+/* Free blocks of order k in the zone, the wilderness's max-order blocks
+ * counted (zone lock held). */
+static inline uint32_t __za_zone_free_blocks(const struct za_zone *zone, unsigned k)
+{
+	uint32_t n = zone->nr_free[k];
+	if (k == ZA_MAX_ORDER - 1)
+		n += (ZA_ZONE_PAGES - zone->wild_pfn) / ZA_MAX_BLOCK_PAGES;
+	return n;
+}
+
 /* ---- region table: which zone or huge mapping owns an address ----
  *
  * One entry per 64 MiB slot: the region's address, with ZA_REGION_TAG_ZONE

@@ -371,11 +371,15 @@ static const char *const state_names[ZA_PG_STATE_COUNT] = {
  */
 #define FREED_RING 256
 static uintptr_t freed_ring[FREED_RING];
-static _Atomic unsigned freed_next;
+static unsigned freed_next;
 
+/* A load and two stores, no locked instruction (za_free_pages's path):
+ * two threads noting at once may write one slot, which only shortens the
+ * memory of a best-effort record. */
 void za_buddy_freed_note(const void *addr)
 {
-	unsigned i = atomic_fetch_add_explicit(&freed_next, 1, memory_order_relaxed);
+	unsigned i = __atomic_load_n(&freed_next, __ATOMIC_RELAXED);
+	__atomic_store_n(&freed_next, i + 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&freed_ring[i % FREED_RING], (uintptr_t)addr, __ATOMIC_RELAXED);
 }
 

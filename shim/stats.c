@@ -28,11 +28,8 @@ ZA_EXPORT void za_stats_get(struct za_stats *st)
 			st->pages_total += ZA_ZONE_PAGES;
 			st->pages_free += atomic_load(&zone->pages_free);
 			st->pages_released += atomic_load(&zone->pages_released);
-			/* The wilderness's blocks are free max-order blocks. */
-			st->free_blocks[ZA_MAX_ORDER - 1] +=
-				(ZA_ZONE_PAGES - zone->wild_pfn) / ZA_MAX_BLOCK_PAGES;
 			for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
-				st->free_blocks[k] += zone->nr_free[k];
+				st->free_blocks[k] += __za_zone_free_blocks(zone, k);
 				st->alloc_calls[k] += zone->alloc_calls[k];
 				st->free_calls[k] += zone->free_calls[k];
 			}

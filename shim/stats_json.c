@@ -154,10 +154,7 @@ void za_stats_json(struct za_out *o)
 				   first ? "" : ",", zone->index, atomic_load(&zone->pages_free),
 				   atomic_load(&zone->pages_released));
 			for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
-				uint32_t n = zone->nr_free[k];
-				if (k == ZA_MAX_ORDER - 1)
-					n += (ZA_ZONE_PAGES - zone->wild_pfn) / ZA_MAX_BLOCK_PAGES;
-				za_out_fmt(o, "%s%u", k ? "," : "", n);
+				za_out_fmt(o, "%s%u", k ? "," : "", __za_zone_free_blocks(zone, k));
 			}
 			za_out_fmt(o, "]}");
 			first = false;
@@ -252,9 +249,7 @@ void za_heap_info_xml(struct za_out *o)
 			uint64_t count = 0, bytes = 0;
 			za_out_fmt(o, "<heap nr=\"%d\">\n<sizes>\n", nr++);
 			for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
-				uint64_t n = zone->nr_free[k];
-				if (k == ZA_MAX_ORDER - 1)
-					n += (ZA_ZONE_PAGES - zone->wild_pfn) / ZA_MAX_BLOCK_PAGES;
+				uint64_t n = __za_zone_free_blocks(zone, k);
 				uint64_t size = (uint64_t)ZA_PAGE_SIZE << k;
 				if (n)
 					za_out_fmt(o, "<size from=\"%llu\" to=\"%llu\" total=\"%llu\" count=\"%llu\"/>\n",
