@@ -11,10 +11,14 @@
  * big buffers in a loop then pays neither mmap/munmap nor a page fault per
  * 4 KiB each time (glibc gets the same from its dynamic mmap threshold).
  * realloc grows a huge block the same way. The cache holds at most
- * HUGE_CACHE_SLOTS mappings and the larger of HUGE_CACHE_MIN and a quarter
- * of the live huge bytes (on mimalloc-bench's malloc-large, half took
- * 13.5 s, as glibc's 13.1, but 537 MB of RSS; a quarter 20-25 s and 491
- * MB; mimalloc, which keeps none, 90-100 s and 450 MB); the decay pass unmaps what has waited a decay
+ * HUGE_CACHE_SLOTS mappings and the larger of HUGE_CACHE_MIN and an eighth
+ * of the live huge bytes. On mimalloc-bench's malloc-large (20 live
+ * buffers of 5-25 MiB, replaced at random) half the live bytes took 13.5 s,
+ * as glibc's 13.1, but 537 MB of RSS; a quarter, with a larger mapping
+ * kept whole when at most half as big again as the request, 37-50 s and
+ * 491 MB; an eighth (so 64 MiB there), every reuse cut to size, 37-45 s
+ * and 445 MB; 32 MiB, 47-53 s and 424 MB; mimalloc, which keeps none,
+ * 90-115 s and 450 MB. The decay pass unmaps what has waited a decay
  * time, and trim or a drain unmaps everything. Under a heap limit nothing
  * is cached: there, committed memory is meant to be exact.
  */
@@ -69,7 +73,7 @@ static int __cache_pick(size_t size)
 
 static size_t __cache_cap(void)
 {
-	return huge_bytes / 4 > HUGE_CACHE_MIN ? huge_bytes / 4 : HUGE_CACHE_MIN;
+	return huge_bytes / 8 > HUGE_CACHE_MIN ? huge_bytes / 8 : HUGE_CACHE_MIN;
 }
 
 /* ---- mappings ---- */
@@ -166,12 +170,9 @@ void *za_huge_alloc(size_t size, size_t align, bool zero)
 	}
 	if (h) {
 		size_t warm = h->region.size < mapped ? h->region.size : mapped;
-		/* A larger mapping is kept whole while it is at most half as
-		 * big again: cutting it would fault the pages back in when the
-		 * next, bigger request grows it. */
-		size_t want = h->region.size > mapped && h->region.size - mapped <= mapped / 2
-				      ? h->region.size : mapped;
-		if (mapping_resize(h, want)) {
+		/* A larger mapping is cut to size: its tail's pages were
+		 * touched, and kept they would be resident and unused. */
+		if (mapping_resize(h, mapped)) {
 			if (zero)   /* used memory; what a grow added is fresh */
 				memset((void *)h->region.base, 0, warm);
 			goto publish;
