@@ -314,9 +314,8 @@ void *za_shim_calloc(size_t n, size_t size)
  * exactly (za_shim_usable_for). A malloc'ed one may have been reallocated
  * where it is, or moved with room to grow (realloc_move, realloc_run): its
  * size is above half a slab object's usable size, or at least three
- * quarters of a run's pages. A huge block may be a reused mapping up to
- * half as big again (huge.c): at least two thirds of its pages. Anything
- * else, larger or smaller, is a wrong size. A backend's blocks are checked
+ * quarters of a run's or huge block's pages (a reused huge mapping is cut
+ * to size: huge.c). Anything else, larger or smaller, is a wrong size. A backend's blocks are checked
  * against their usable size.
  */
 void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
@@ -333,7 +332,7 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 	if (r) {
 		size_t pages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 		size_t have = usable >> ZA_PAGE_SHIFT;
-		bool ok = r->kind == ZA_REGION_HUGE	? pages * 3 >= have * 2
+		bool ok = r->kind == ZA_REGION_HUGE	? pages >= have * 3 / 4
 			: align > 16			? usable == za_shim_usable_for(size, align)
 			: za_shim_slab_of(p, call)	? size > usable / 2 || usable <= 16
 							: pages >= have * 3 / 4;
