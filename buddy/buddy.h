@@ -52,6 +52,9 @@ enum za_page_state {
 /* Head of a free block the reclaimer took off its list to release it
  * (state ZA_PG_BLOCK until put back): its pages may be part released. */
 #define ZA_PGF_ISOLATED 0x04
+/* Head of a run the heap profiler sampled: `prof_sample` is its record
+ * (shim/prof.c); free of a run tests it. */
+#define ZA_PGF_SAMPLED 0x08
 
 #define ZA_PAGE_PRIVATE_BYTES 48
 
@@ -77,6 +80,7 @@ struct za_page {
 	union {
 		struct za_page *pcp_next;
 		uint64_t freed_ms;   /* free block: when its resident pages were freed */
+		void *prof_sample;   /* sampled run (ZA_PGF_SAMPLED) */
 		unsigned char private[ZA_PAGE_PRIVATE_BYTES];
 	};
 };

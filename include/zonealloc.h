@@ -155,6 +155,11 @@ void za_stats_print(int fd);
  * "zonealloc.stats" version 1, described in the README. */
 void za_stats_print_json(int fd);
 
+/* Writes the sampled heap profile (ZONEALLOC_PROF=1) to `path`, in the
+ * gperftools heap-profile format: the live sampled allocations by stack.
+ * 0, or -1 with errno. With profiling off the profile is empty. */
+int za_prof_dump(const char *path);
+
 /* Writes every ZONEALLOC_* option, its default, what it accepts and what
  * it does, one entry per option, to fd (the launcher's --options). Only in
  * libzonealloc.so and libzonealloc.a, which read the options. */

@@ -13,6 +13,7 @@
 #include "policy/policy.h"
 #include "preload/options.h"
 #include "shim/backend.h"
+#include "shim/prof.h"
 #include "shim/shim.h"
 
 /* Fork: take every allocator lock, in the one order every path takes them,
@@ -20,6 +21,7 @@
  * the locks and hands the other (now gone) threads' caches back. */
 static void fork_prepare(void)
 {
+	za_prof_lock();
 	za_background_lock();
 	za_slab_lock_all();
 	za_pcp_lock_all();
@@ -38,6 +40,7 @@ static void fork_parent(void)
 	za_pcp_unlock_all();
 	za_slab_unlock_all();
 	za_background_unlock();
+	za_prof_unlock();
 }
 
 static void fork_child(void)
@@ -49,6 +52,7 @@ static void fork_child(void)
 	za_pcp_reset_child();
 	za_slab_reset_child();
 	za_background_reset_child();
+	za_prof_reset_child();
 }
 
 /* Where the exit report goes: a copy of the standard error the program
@@ -72,7 +76,7 @@ void za_preload_init(void)
 	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return;
 	za_options_init();
-	if (za_option(ZA_OPT_STATS) != ZA_STATS_OFF)
+	if (za_option(ZA_OPT_STATS) != ZA_STATS_OFF || za_option(ZA_OPT_PROF))
 		report_fd_open();
 	za_reclaim_set_mode(za_option(ZA_OPT_RECLAIM) == 1 ? ZA_RELEASE_FREE : ZA_RELEASE_DONTNEED);
 	za_policy_set_decay_ms((uint64_t)za_option(ZA_OPT_DECAY_MS));
@@ -82,11 +86,15 @@ void za_preload_init(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	za_backend_init((enum za_backend_kind)za_option(ZA_OPT_BACKEND),
 			za_option(ZA_OPT_FALLBACK) != 0, za_option(ZA_OPT_VERBOSE) != 0);
+	if (za_option(ZA_OPT_PROF))
+		za_prof_start((size_t)za_option(ZA_OPT_PROF_RATE), za_option_prof_file(),
+			      za_option(ZA_OPT_PROF_SIGUSR2) != 0, report_fd);
 }
 
 __attribute__((destructor)) static void za_dtor(void)
 {
 	za_background_stop();
+	za_prof_exit();
 	if (za_option(ZA_OPT_STATS) == ZA_STATS_TEXT) {
 		za_stats_print(report_fd);
 	} else if (za_option(ZA_OPT_STATS) == ZA_STATS_JSON) {

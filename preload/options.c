@@ -15,17 +15,18 @@
 
 extern char **environ;
 
-enum opt_kind { OPT_SWITCH, OPT_SIZE, OPT_MS, OPT_CHOICE, OPT_STATS };
+enum opt_kind { OPT_SWITCH, OPT_SIZE, OPT_MS, OPT_CHOICE, OPT_STATS, OPT_PATH };
 
 struct za_option_desc {
 	const char *name;       /* after the ZONEALLOC_ prefix */
 	enum opt_kind kind;
 	long long value;        /* the default until parsed */
-	long long min, max;     /* sizes and times (0 is always accepted for a size: none) */
+	long long min, max;     /* sizes and times */
 	const char *words[4];   /* a choice: the words, valued 0, 1, 2 */
 	const char *shown;      /* the default, as --options shows it */
 	const char *accepts;    /* what the value may be */
 	const char *meaning;
+	bool zero_ok;           /* a size of 0 means "none" */
 };
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
@@ -39,7 +40,7 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 	[ZA_OPT_LIMIT] = { "LIMIT", OPT_SIZE, 0, ZA_LIMIT_MIN, (long long)1 << 50, { 0 }, "0 (none)",
 			   "0, or a size from 1M (K, M, G suffixes)",
 			   "cap the memory the heap commits; requests beyond it fail with "
-			   "ZA_ENOMEM_LIMIT (NULL and ENOMEM from malloc)" },
+			   "ZA_ENOMEM_LIMIT (NULL and ENOMEM from malloc)", .zero_ok = true },
 	[ZA_OPT_DECAY_MS] = { "DECAY_MS", OPT_MS, 1000, 0, 86400000, { 0 }, "1000",
 			      "milliseconds, 0 to 86400000",
 			      "free pages unused this long are given back to the OS" },
@@ -62,10 +63,24 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 	[ZA_OPT_VERBOSE] = { "VERBOSE", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
 			     "say on stderr which backend serves, and when and why zonealloc falls "
 			     "back to another (zones can no longer be mapped)" },
+	[ZA_OPT_PROF] = { "PROF", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+			  "sampled heap profiling: the live heap by allocation stack, written at "
+			  "exit into ZONEALLOC_PROF_FILE in the gperftools heap-profile format "
+			  "(google-pprof reads it), and the top sites on the standard error" },
+	[ZA_OPT_PROF_RATE] = { "PROF_RATE", OPT_SIZE, 512 * 1024, 1, (long long)1 << 40, { 0 },
+			       "512K", "a size from 1 byte (K, M, G suffixes)",
+			       "mean bytes allocated between two samples (a Poisson process)" },
+	[ZA_OPT_PROF_FILE] = { "PROF_FILE", OPT_PATH, 0, 0, 0, { 0 }, "zonealloc.%p.heap",
+			       "a file name (%p: the process id)",
+			       "where the heap profile is written at exit (SIGUSR2's get .1, .2, ...)" },
+	[ZA_OPT_PROF_SIGUSR2] = { "PROF_SIGUSR2", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+				  "SIGUSR2 writes a numbered heap profile too (the handler "
+				  "replaces the program's)" },
 };
 
 /* ZONEALLOC_STATS=FILE keeps its value here (environ may change later). */
 static char stats_path[4096];
+static char prof_path[4096] = "zonealloc.%p.heap";
 
 static bool parse_choice(const struct za_option_desc *o, const char *s, long long *out)
 {
@@ -133,7 +148,7 @@ static bool parse(struct za_option_desc *o, const char *s)
 	case OPT_MS:
 		if (!parse_number(s, o->kind == OPT_SIZE, &v))
 			return false;
-		if ((v || o->kind != OPT_SIZE) && (v < o->min || v > o->max))
+		if ((v || !o->zero_ok) && (v < o->min || v > o->max))
 			return false;
 		break;
 	case OPT_STATS:
@@ -151,6 +166,12 @@ static bool parse(struct za_option_desc *o, const char *s)
 			return false;
 		memcpy(stats_path, s, strlen(s) + 1);
 		v = ZA_STATS_FILE;
+		break;
+	case OPT_PATH:
+		if (!*s || strlen(s) >= sizeof prof_path - 32)
+			return false;
+		memcpy(prof_path, s, strlen(s) + 1);
+		v = 1;
 		break;
 	default:
 		return false;
@@ -204,11 +225,13 @@ void za_options_init(void)
 ZA_EXPORT int za_options_validate(int fd)
 {
 	struct za_option_desc scratch[ZA_OPT_COUNT];
-	char path[sizeof stats_path];
+	char path[sizeof stats_path], ppath[sizeof prof_path];
 	memcpy(scratch, options, sizeof scratch);
 	memcpy(path, stats_path, sizeof path);
+	memcpy(ppath, prof_path, sizeof ppath);
 	int refused = options_read(scratch, fd);
 	memcpy(stats_path, path, sizeof path);
+	memcpy(prof_path, ppath, sizeof ppath);
 	return refused;
 }
 
@@ -232,6 +255,11 @@ const char *za_option_stats_path(char *buf, size_t cap)
 	}
 	buf[n] = 0;
 	return buf;
+}
+
+const char *za_option_prof_file(void)
+{
+	return prof_path;
 }
 
 bool za_option_stats_path_json(void)
@@ -265,6 +293,15 @@ void za_options_json(struct za_out *o)
 			break;
 		case OPT_STATS:
 			za_out_fmt(o, "\"%s\"", stats_words[d->value]);
+			break;
+		case OPT_PATH:
+			za_out_fmt(o, "\"");
+			for (const char *c = prof_path; *c; c++) {
+				if (*c == '"' || *c == '\\')
+					za_out_fmt(o, "\\");
+				za_out_fmt(o, "%c", (unsigned char)*c < 32 ? '?' : *c);
+			}
+			za_out_fmt(o, "\"");
 			break;
 		}
 	}

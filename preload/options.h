@@ -19,6 +19,10 @@ enum za_option {
 	ZA_OPT_BACKEND,    /* ZONEALLOC_BACKEND=zonealloc|mimalloc|libc */
 	ZA_OPT_FALLBACK,   /* ZONEALLOC_FALLBACK=0: typed ENOMEM, no fallback */
 	ZA_OPT_VERBOSE,    /* ZONEALLOC_VERBOSE=1: say what the heap decides */
+	ZA_OPT_PROF,       /* ZONEALLOC_PROF=1: sampled heap profile */
+	ZA_OPT_PROF_RATE,  /* ZONEALLOC_PROF_RATE=512K: mean bytes between samples */
+	ZA_OPT_PROF_FILE,  /* ZONEALLOC_PROF_FILE=zonealloc.%p.heap */
+	ZA_OPT_PROF_SIGUSR2, /* ZONEALLOC_PROF_SIGUSR2=1: SIGUSR2 writes one too */
 	ZA_OPT_COUNT
 };
 
@@ -33,6 +37,8 @@ long long za_option(enum za_option opt);
 /* ZONEALLOC_STATS=FILE: the file name, with %p replaced by the process id
  * (written into buf, which must hold 4096 bytes); NULL if not a file. */
 const char *za_option_stats_path(char *buf, size_t cap);
+/* ZONEALLOC_PROF_FILE as given (%p not replaced). */
+const char *za_option_prof_file(void);
 /* The report file gets JSON: its name ends in .json. */
 bool za_option_stats_path_json(void);
 

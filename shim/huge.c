@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "policy/policy.h"
+#include "shim/prof.h"
 #include "shim/shim.h"
 
 #define HUGE_CACHE_SLOTS 16
@@ -201,6 +202,7 @@ void *za_huge_alloc(size_t size, size_t align, bool zero)
 	h->region.kind = ZA_REGION_HUGE;
 publish:
 	h->usable = h->region.size;
+	h->prof = NULL;
 	pthread_mutex_lock(&huge_lock);
 	za_region_register(&h->region);
 	huge_count++;
@@ -214,6 +216,10 @@ void za_huge_free(struct za_huge *h)
 	size_t size = h->region.size;
 	struct za_huge *evict = NULL;
 	bool kept = false;
+	if (unlikely(h->prof)) {
+		za_prof_forget(h->prof);
+		h->prof = NULL;
+	}
 	pthread_once(&hook_once, hook_register);
 	pthread_mutex_lock(&huge_lock);
 	za_region_unregister(&h->region);

@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "policy/policy.h"
-#include "shim/shim.h"
 #include "shim/backend.h"
+#include "shim/prof.h"
+#include "shim/shim.h"
 
 extern __thread za_status za_tls_status;
 
@@ -75,6 +76,10 @@ void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
 	if (unlikely(head->state != ZA_PG_RUN || ((uintptr_t)p & (ZA_PAGE_SIZE - 1)))) {
 		za_shim_free_slow(p, "free");
 		return;
+	}
+	if (unlikely(head->flags & ZA_PGF_SAMPLED)) {
+		head->flags &= (uint8_t)~ZA_PGF_SAMPLED;
+		za_prof_forget(head->prof_sample);
 	}
 	if (!za_pcp_run_free(head, p, head->count))
 		za_buddy_run_to_zone(zone, pfn);
@@ -233,15 +238,20 @@ void *za_shim_realloc(void *p, size_t size)
 				return p;
 			return realloc_move(p, usable, size);
 		}
-		if (page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)))
+		if (page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1))) {
+			/* A sampled block moves, so its record goes with the free
+			 * and its size stays the one asked for. */
+			if (unlikely(page->flags & ZA_PGF_SAMPLED))
+				return realloc_move(p, (size_t)page->count << ZA_PAGE_SHIFT, size);
 			return realloc_run(p, page->count, size);
+		}
 	} else {
 		struct za_region *r = za_region_of(p);
 		if (!r && za_backend_owns(p))
 			return za_backend_realloc(p, size);
 		if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
 			struct za_huge *h = (struct za_huge *)r;
-			if (size > ZA_RUN_MAX) {
+			if (size > ZA_RUN_MAX && !h->prof) {
 				void *q = za_huge_resize(h, size);
 				if (q)
 					return q;
@@ -297,6 +307,14 @@ void *za_shim_calloc(size_t n, size_t size)
 	size_t total;
 	if (unlikely(__builtin_mul_overflow(n, size, &total)))
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	struct za_theap *heap = za_tls_heap;
+	if (unlikely((heap->prof_left -= (int64_t)total) < 0))
+		return za_prof_alloc(total, true, __builtin_return_address(0));
+	return za_shim_calloc_uncounted(total);
+}
+
+void *za_shim_calloc_uncounted(size_t total)
+{
 	if (likely(total <= ZA_SLAB_MAX)) {
 		void *p = za_slab_alloc(za_size_class(total));
 		if (unlikely(!p))
@@ -329,7 +347,15 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 	if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
 		za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);
 	struct za_region *r = za_region_of(p);
-	if (r) {
+	size_t sampled = za_prof_sampled_size(p);
+	if (unlikely(sampled)) {
+		/* Served as a run for the profiler: the size is checked
+		 * against the one it was asked for (never reallocated in
+		 * place), by the class or pages it maps to. */
+		if (za_shim_usable_for(size, align) != za_shim_usable_for(sampled, 16))
+			za_fatal("%s(%p, %zu): size does not match the allocation's (%zu bytes)",
+				 call, p, size, sampled);
+	} else if (r) {
 		size_t pages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 		size_t have = usable >> ZA_PAGE_SHIFT;
 		bool ok = r->kind == ZA_REGION_HUGE	? pages >= have * 3 / 4
@@ -379,6 +405,9 @@ void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, 
 	} else if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
 		usable = ((struct za_huge *)r)->usable;
 	}
+	size_t sampled = usable ? za_prof_sampled_size(p) : 0;
+	if (unlikely(sampled))   /* a run for the profiler: what it would have had */
+		usable = za_shim_usable_for(sampled, 16);
 	if (usable) {
 		if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
 			za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);

@@ -15,6 +15,7 @@
 #include <errno.h>
 
 #include "buddy/buddy.h"
+#include "shim/prof.h"
 #include "slab/slab.h"
 
 #define ZA_RUN_MAX ((size_t)ZA_MAX_BLOCK_PAGES << ZA_PAGE_SHIFT)
@@ -27,6 +28,7 @@ struct za_huge {
 	size_t usable;
 	uint64_t freed_ms;
 	struct za_huge *next_free;
+	void *prof;   /* the heap profiler's record when sampled (prof.c) */
 };
 
 struct za_huge_stats {
@@ -54,6 +56,7 @@ size_t za_shim_usable_size(const void *p, const char *call);
 void *za_shim_realloc(void *p, size_t size);
 void *za_shim_aligned(size_t align, size_t size);
 void *za_shim_calloc(size_t n, size_t size);
+void *za_shim_calloc_uncounted(size_t total);   /* no profiler countdown */
 void za_shim_free_sized(void *p, size_t align, size_t size, const char *call);
 /* The usable size an allocation of `size` bytes aligned to `align` gets
  * (malloc for align <= 16, else the aligned path): a class size, whole
@@ -71,14 +74,26 @@ void za_huge_lock_all(void);
 void za_huge_unlock_all(void);
 void za_huge_reset_child(void);
 
-/* malloc: the slab fast path inlined, everything else one call away. */
-static inline void *za_shim_malloc(size_t size)
+/* malloc without the heap profiler's countdown. */
+static inline void *za_shim_malloc_uncounted(size_t size)
 {
 	if (likely(size <= ZA_DIRECT_MAX))
 		return za_slab_alloc_small(size);
 	if (likely(size <= ZA_SLAB_MAX))
 		return za_slab_alloc(za_size_class(size));
 	return za_shim_malloc_large(size, 0, false);
+}
+
+/* malloc: the profiler's countdown (never crossing zero while profiling
+ * is off: one subtraction and a branch), then the slab fast path inlined,
+ * everything else one call away. The caller's return address is where a
+ * sampled allocation's recorded stack starts. */
+static inline void *za_shim_malloc(size_t size)
+{
+	struct za_theap *heap = za_tls_heap;
+	if (unlikely((heap->prof_left -= (int64_t)size) < 0))
+		return za_prof_alloc(size, false, __builtin_return_address(0));
+	return za_shim_malloc_uncounted(size);
 }
 
 /*

@@ -11,6 +11,7 @@
 #include "slab/slab.h"
 
 struct za_theap za_theap_empty = {
+	.prof_left = INT64_MAX,
 	.direct = { [0 ... ZA_DIRECT_SLOTS - 1] = &za_slab_empty },
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
@@ -18,6 +19,7 @@ struct za_theap za_theap_empty = {
 /* A thread's heap after the thread handed it back: as empty, and a remote
  * free from a thread in that state takes no heap. */
 struct za_theap za_theap_exited = {
+	.prof_left = INT64_MAX,
 	.direct = { [0 ... ZA_DIRECT_SLOTS - 1] = &za_slab_empty },
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
@@ -31,6 +33,7 @@ static struct za_theap *heaps_all, *heaps_pool;
 static uint64_t heaps_orphaned;
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t heap_key;
+static int64_t heap_prof_left = INT64_MAX;   /* a new heap's (heaps_lock) */
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
 
 static uint32_t now_ms32(void)
@@ -321,6 +324,7 @@ struct za_theap *za_theap_acquire(void)
 		heap->peak_ms = now_ms32();
 		heap->idle_countdown = ZA_IDLE_SCAN_CALLS;
 		pthread_mutex_lock(&heaps_lock);
+		heap->prof_left = heap_prof_left;
 		heap->next = heaps_all;
 		if (heaps_all)
 			heaps_all->prev = heap;
@@ -417,4 +421,15 @@ void za_slab_reset_child(void)
 		heap = next;
 	}
 	atomic_store_explicit(&za_slab_counters.heaps_live, live, memory_order_relaxed);
+}
+
+void za_slab_heaps_prof_arm(void)
+{
+	pthread_mutex_lock(&heaps_lock);
+	heap_prof_left = 0;
+	/* A race with an owner's own subtraction only delays its first
+	 * sample by one allocation. */
+	for (struct za_theap *h = heaps_all; h; h = h->next)
+		__atomic_store_n(&h->prof_left, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&heaps_lock);
 }

@@ -85,6 +85,10 @@ _Static_assert(sizeof(struct za_slab) <= ZA_PAGE_PRIVATE_BYTES, "slab fits in th
  * gives them back.
  */
 struct za_theap {
+	/* Bytes this heap's threads may still allocate before the heap
+	 * profiler's next sample (shim/prof.c); INT64_MAX, never reached,
+	 * while profiling is off. malloc's one added subtraction and branch. */
+	int64_t prof_left;
 	struct za_slab *direct[ZA_DIRECT_SLOTS];   /* cur[] by 16-byte size step */
 	struct za_slab *cur[ZA_NCLASSES];
 	struct za_slab *last[ZA_NCLASSES];   /* the queue's tail (if not empty) */
@@ -251,6 +255,9 @@ extern _Atomic bool za_slab_no_heaps ZA_HIDDEN;
 /* Hands the calling thread's heap to the orphan pool, as its exit would,
  * leaving the thread without one. */
 void za_slab_detach_heap(void);
+/* Profiling starts: every heap, and every heap made from now on, samples
+ * its next allocation's countdown (prof_left = 0). */
+void za_slab_heaps_prof_arm(void);
 
 /* Slabs (slab/slab.c), used by the heaps. */
 struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls);

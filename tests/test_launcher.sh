@@ -16,8 +16,8 @@ v=$("$launcher" --version)
 [[ $v =~ ^zonealloc\ [0-9]+\.[0-9]+\.[0-9]+$ ]] && ok "--version: $v" || bad "--version: '$v'"
 "$launcher" --help | grep -q '^usage: zonealloc \[OPTIONS\] \[--\] PROGRAM' && ok "--help" || bad "--help"
 # --options prints the library's table: every option the library reads.
-opts=$("$launcher" --options | grep -o '^ZONEALLOC_[A-Z_]*' | tr '\n' ' ')
-[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE " ] &&
+opts=$("$launcher" --options | grep -o '^ZONEALLOC_[A-Z0-9_]*' | tr '\n' ' ')
+[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE ZONEALLOC_PROF ZONEALLOC_PROF_RATE ZONEALLOC_PROF_FILE ZONEALLOC_PROF_SIGUSR2 " ] &&
 	ok "--options: $opts" || bad "--options: '$opts'"
 
 # zonealloc --stats sort FILE: sorted output, the report on stderr.

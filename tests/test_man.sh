@@ -23,7 +23,7 @@ done
 
 text1=$(LC_ALL=C.UTF-8 MANWIDTH=200 man -l "$srcdir/doc/zonealloc.1" 2>/dev/null | col -b)
 missing=
-for opt in $("$launcher" --options | grep -o '^ZONEALLOC_[A-Z_]*'); do
+for opt in $("$launcher" --options | grep -o '^ZONEALLOC_[A-Z0-9_]*'); do
 	grep -q "$opt" <<<"$text1" || missing+=" $opt"
 done
 for flag in $("$launcher" --help | grep -o '^  --[a-z-]*'); do

@@ -31,6 +31,9 @@ static const char usage[] =
 	"                      json: as one JSON object) or into the file WHERE (%p:\n"
 	"                      the process id; JSON when WHERE ends in .json)\n"
 	"  --check             check the heap's invariants at exit (ZONEALLOC_CHECK)\n"
+	"  --prof[=FILE]       sampled heap profile at exit, for google-pprof, into FILE\n"
+	"                      (default zonealloc.%p.heap), top sites on stderr\n"
+	"  --prof-rate SIZE    mean bytes between samples (default 512K)\n"
 	"  --decay MS          give back free pages unused for MS ms (ZONEALLOC_DECAY_MS)\n"
 	"  --reclaim HOW       dontneed or free (ZONEALLOC_RECLAIM)\n"
 	"  --background        a background thread gives back decayed pages\n"
@@ -121,6 +124,13 @@ int main(int argc, char **argv)
 			set("ZONEALLOC_STATS", a + 8);
 		} else if (!strcmp(a, "--check")) {
 			set("ZONEALLOC_CHECK", "1");
+		} else if (!strcmp(a, "--prof")) {
+			set("ZONEALLOC_PROF", "1");
+		} else if (!strncmp(a, "--prof=", 7)) {
+			set("ZONEALLOC_PROF", "1");
+			set("ZONEALLOC_PROF_FILE", a + 7);
+		} else if (matches(a, "--prof-rate")) {
+			set("ZONEALLOC_PROF_RATE", value_of(argc, argv, &i, "--prof-rate"));
 		} else if (!strcmp(a, "--background")) {
 			set("ZONEALLOC_BACKGROUND", "1");
 		} else {
