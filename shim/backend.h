@@ -9,6 +9,7 @@
 #ifndef ZA_BACKEND_H
 #define ZA_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,7 +23,7 @@ extern _Atomic int za_backend_serving_kind ZA_HIDDEN;
 
 static inline bool za_backend_serving(void)
 {
-	return unlikely(__atomic_load_n(&za_backend_serving_kind, __ATOMIC_ACQUIRE) != 0);
+	return unlikely(atomic_load_explicit(&za_backend_serving_kind, memory_order_acquire) != 0);
 }
 
 /* At start-up (the preload's init; a program linked with libza_core alone

@@ -307,8 +307,7 @@ void *za_shim_calloc(size_t n, size_t size)
 	size_t total;
 	if (unlikely(__builtin_mul_overflow(n, size, &total)))
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
-	struct za_theap *heap = za_tls_heap;
-	if (unlikely((heap->prof_left -= (int64_t)total) < 0))
+	if (za_heap_prof_due(za_tls_heap, total))
 		return za_prof_alloc(total, true, __builtin_return_address(0));
 	return za_shim_calloc_uncounted(total);
 }

@@ -90,11 +90,11 @@ static uint64_t rng_next(void)
 }
 
 /* Bytes to the next sample: exponential with mean prof_rate. */
-static int64_t next_interval(void)
+static uint64_t next_interval(void)
 {
 	double u = (double)((rng_next() >> 11) + 1) * (1.0 / 9007199254740992.0);   /* (0, 1] */
 	double v = -prof_log(u) * (double)prof_rate;
-	return v > 4e18 ? (int64_t)4e18 : (int64_t)v + 1;
+	return v > 4e18 ? (uint64_t)4e18 : (uint64_t)v + 1;
 }
 
 static void *plain_alloc(size_t size, bool zero)
@@ -168,19 +168,22 @@ void *za_prof_alloc(size_t size, bool zero, void *caller)
 {
 	struct za_theap *heap = za_tls_heap;
 	if (!atomic_load_explicit(&prof_on, memory_order_relaxed) || heap->is_empty_sentinel) {
-		/* Not profiling (a countdown of 2^63 bytes ran out, or a
-		 * thread without a heap): the countdown starts again. */
+		/* Not profiling (2^64 bytes counted, or a request near
+		 * SIZE_MAX), or a thread without a heap: start again. */
 		if (!heap->is_empty_sentinel)
 			heap->prof_left = INT64_MAX;
 		return plain_alloc(size, zero);
 	}
 	if (unlikely(!prof_rng)) {
-		/* The thread's first crossing: seed, draw, and sample only if
-		 * this allocation crosses the drawn interval too. */
+		/* The thread's first crossing (heaps start at 0): seed and
+		 * draw; this allocation is sampled only if it crosses the
+		 * drawn interval too. */
 		prof_rng = ((uintptr_t)&prof_rng * 0x9e3779b97f4a7c15ull) ^ za_now_ms() ^ 1;
-		heap->prof_left += next_interval();
-		if (heap->prof_left >= 0)
+		uint64_t first = next_interval();
+		if (size < first) {
+			heap->prof_left = first - size;
 			return plain_alloc(size, zero);
+		}
 	}
 	heap->prof_left = next_interval();
 	if (prof_busy)

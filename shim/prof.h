@@ -11,7 +11,7 @@
  *
  * The countdown is the thread heap's `prof_left`, subtracted by malloc,
  * calloc and operator new (shim.h); while profiling is off it starts at
- * INT64_MAX and never crosses zero, so the fast path pays a subtraction
+ * INT64_MAX and is never used up, so the fast path pays a subtraction
  * and a branch that is never taken.
  */
 #ifndef ZA_PROF_H

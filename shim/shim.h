@@ -84,14 +84,13 @@ static inline void *za_shim_malloc_uncounted(size_t size)
 	return za_shim_malloc_large(size, 0, false);
 }
 
-/* malloc: the profiler's countdown (never crossing zero while profiling
- * is off: one subtraction and a branch), then the slab fast path inlined,
+/* malloc: the profiler's countdown (never used up while profiling is
+ * off: one subtraction and a branch), then the slab fast path inlined,
  * everything else one call away. The caller's return address is where a
  * sampled allocation's recorded stack starts. */
 static inline void *za_shim_malloc(size_t size)
 {
-	struct za_theap *heap = za_tls_heap;
-	if (unlikely((heap->prof_left -= (int64_t)size) < 0))
+	if (za_heap_prof_due(za_tls_heap, size))
 		return za_prof_alloc(size, false, __builtin_return_address(0));
 	return za_shim_malloc_uncounted(size);
 }

@@ -33,7 +33,7 @@ static struct za_theap *heaps_all, *heaps_pool;
 static uint64_t heaps_orphaned;
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t heap_key;
-static int64_t heap_prof_left = INT64_MAX;   /* a new heap's (heaps_lock) */
+static uint64_t heap_prof_left = INT64_MAX;   /* a new heap's (heaps_lock) */
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
 
 static uint32_t now_ms32(void)

@@ -86,9 +86,10 @@ _Static_assert(sizeof(struct za_slab) <= ZA_PAGE_PRIVATE_BYTES, "slab fits in th
  */
 struct za_theap {
 	/* Bytes this heap's threads may still allocate before the heap
-	 * profiler's next sample (shim/prof.c); INT64_MAX, never reached,
-	 * while profiling is off. malloc's one added subtraction and branch. */
-	int64_t prof_left;
+	 * profiler's next sample (shim/prof.c); INT64_MAX, never used up,
+	 * while profiling is off. malloc's one added subtraction and branch
+	 * (za_heap_prof_due). */
+	uint64_t prof_left;
 	struct za_slab *direct[ZA_DIRECT_SLOTS];   /* cur[] by 16-byte size step */
 	struct za_slab *cur[ZA_NCLASSES];
 	struct za_slab *last[ZA_NCLASSES];   /* the queue's tail (if not empty) */
@@ -161,6 +162,16 @@ bool za_slab_object_free(struct za_slab *slab, void *p);
 void za_slab_remote_flush(struct za_theap *heap);
 #define ZA_RBUF_MAX 256   /* objects chained at most before a push */
 #define ZA_IDLE_SCAN_CALLS 2048   /* slow-path calls between idle scans */
+
+/* Counts an allocation of `size` bytes down the heap's profiling
+ * interval: true when it crosses the end (the allocation to sample). */
+static inline bool za_heap_prof_due(struct za_theap *heap, size_t size)
+{
+	/* Unsigned, so a request near SIZE_MAX wraps instead of overflowing
+	 * a signed counter; the sign bit is the test (sub to memory, js). */
+	heap->prof_left -= size;
+	return unlikely((int64_t)heap->prof_left < 0);
+}
 
 /* Sets the current slab of a class (the head of its queue), in cur[] and
  * in the direct slots of the sizes it serves. */
