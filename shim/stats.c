@@ -122,6 +122,14 @@ ZA_EXPORT void za_stats_print(int fd)
 		   (unsigned long long)st.madvise_calls, (unsigned long long)st.decay_passes,
 		   (unsigned long long)st.direct_reclaim_pages,
 		   (unsigned long long)st.background_wakeups);
+	if (za_prof_active()) {
+		struct za_prof_stats ps;
+		za_prof_stats_get(&ps);
+		za_dprintf(fd, "  heap profile: %llu samples (one per %llu bytes on average), %llu "
+			       "live holding %llu KiB as asked\n",
+			   (unsigned long long)ps.samples, (unsigned long long)ps.rate,
+			   (unsigned long long)ps.live_samples, (unsigned long long)(ps.live_bytes >> 10));
+	}
 	for (int s = 1; s < ZA_STATUS_COUNT; s++)
 		if (st.enomem[s])
 			za_dprintf(fd, "  failures: %llu x %s\n", (unsigned long long)st.enomem[s],

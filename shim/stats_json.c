@@ -214,6 +214,12 @@ void za_stats_json(struct za_out *o)
 		   U(st.background_wakeups));
 	za_out_fmt(o, "\"slow_path\":{\"rounds\":%llu,\"cache_drains\":%llu},", U(st.slowpath_rounds),
 		   U(st.cache_drains));
+	struct za_prof_stats ps;
+	za_prof_stats_get(&ps);
+	za_out_fmt(o, "\"heap_profile\":{\"active\":%s,\"rate_bytes\":%llu,\"samples\":%llu,"
+		      "\"live_samples\":%llu,\"live_bytes\":%llu},",
+		   za_prof_active() ? "true" : "false", U(ps.rate), U(ps.samples), U(ps.live_samples),
+		   U(ps.live_bytes));
 	za_out_fmt(o, "\"failures\":{");
 	for (int s = 1; s < ZA_STATUS_COUNT; s++)
 		za_out_fmt(o, "%s\"%s\":%llu", s > 1 ? "," : "", status_keys[s], U(st.enomem[s]));

@@ -18,8 +18,10 @@ def check(cond, what):
 
 check(s["schema"] == "zonealloc.stats" and s["version"] == 1, "schema and version")
 for key in ("options", "backend", "memory", "pages", "zones", "buddy", "tiers", "reclaim",
-            "slow_path", "failures"):
+            "slow_path", "heap_profile", "failures"):
     check(key in s, "section " + key)
+check(s["heap_profile"]["active"] is False and s["heap_profile"]["samples"] == 0,
+      "heap_profile off: %r" % s["heap_profile"])
 opts = s["options"]
 check(opts["backend"] == "zonealloc" and opts["fallback"] is True and opts["limit"] == 0
       and opts["decay_ms"] == 1000 and opts["reclaim"] == "dontneed", "options %r" % opts)

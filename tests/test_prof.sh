@@ -53,6 +53,14 @@ fi
 if [ -n "$sigf" ]; then check_profile "$sigf" "SIGUSR2 profile"; else bad "SIGUSR2 wrote no profile"; fi
 if grep -q "^zonealloc heap profile: [0-9]* live samples" "$tmp/err"; then ok "text summary on stderr"
 else bad "no text summary on stderr: $(cat "$tmp/err")"; fi
+ZONEALLOC_PROF=1 ZONEALLOC_STATS=1 ZONEALLOC_PROF_FILE="$tmp/s.heap" LD_PRELOAD="$lib" "$prog" >/dev/null 2>"$tmp/err"
+if grep -q "^  heap profile: [1-9][0-9]* samples (one per 524288 bytes on average), [1-9][0-9]* live" "$tmp/err"; then
+	ok "the heap report counts the samples"
+else bad "no heap profile line in the report: $(cat "$tmp/err")"; fi
+ZONEALLOC_PROF=1 ZONEALLOC_STATS=json ZONEALLOC_PROF_FILE="$tmp/s.heap" LD_PRELOAD="$lib" "$prog" >/dev/null 2>"$tmp/err"
+if grep -q '"heap_profile":{"active":true,"rate_bytes":524288,"samples":[1-9]' "$tmp/err"; then
+	ok "the JSON report counts the samples"
+else bad "no heap_profile in the JSON report: $(cat "$tmp/err")"; fi
 
 rm -f "$tmp"/*.heap*
 LD_PRELOAD="$lib" "$prog" >/dev/null 2>"$tmp/err"
