@@ -307,7 +307,7 @@ void *za_shim_calloc(size_t n, size_t size)
 	size_t total;
 	if (unlikely(__builtin_mul_overflow(n, size, &total)))
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
-	if (za_heap_prof_due(za_tls_heap, total))
+	if (za_tls_prof_due(total))
 		return za_prof_alloc(total, true, __builtin_return_address(0));
 	return za_shim_calloc_uncounted(total);
 }

@@ -166,26 +166,25 @@ static void *sampled_alloc(size_t size, bool zero, void *caller)
 
 void *za_prof_alloc(size_t size, bool zero, void *caller)
 {
-	struct za_theap *heap = za_tls_heap;
-	if (!atomic_load_explicit(&prof_on, memory_order_relaxed) || heap->is_empty_sentinel) {
-		/* Not profiling (2^64 bytes counted, or a request near
-		 * SIZE_MAX), or a thread without a heap: start again. */
-		if (!heap->is_empty_sentinel)
-			heap->prof_left = INT64_MAX;
+	if (!atomic_load_explicit(&prof_on, memory_order_relaxed)) {
+		/* Not profiling: a thread's first allocation (threads start
+		 * at 0, so those that start after profiling did count too),
+		 * 2^63 bytes counted, or a request near SIZE_MAX. */
+		za_tls.prof_left = INT64_MAX;
 		return plain_alloc(size, zero);
 	}
 	if (unlikely(!prof_rng)) {
-		/* The thread's first crossing (heaps start at 0): seed and
+		/* The thread's first crossing (armed at 0): seed and
 		 * draw; this allocation is sampled only if it crosses the
 		 * drawn interval too. */
 		prof_rng = ((uintptr_t)&prof_rng * 0x9e3779b97f4a7c15ull) ^ za_now_ms() ^ 1;
 		uint64_t first = next_interval();
 		if (size < first) {
-			heap->prof_left = first - size;
+			za_tls.prof_left = first - size;
 			return plain_alloc(size, zero);
 		}
 	}
-	heap->prof_left = next_interval();
+	za_tls.prof_left = next_interval();
 	if (prof_busy)
 		return plain_alloc(size, zero);
 	prof_busy = true;
@@ -411,7 +410,7 @@ void za_prof_start(size_t rate, const char *path, bool on_sigusr2_too, int repor
 	prof_path[n] = 0;
 	prof_report_fd = report_fd;
 	atomic_store(&prof_on, true);
-	za_slab_heaps_prof_arm();
+	za_slab_prof_arm();
 	if (on_sigusr2_too) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);

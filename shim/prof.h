@@ -9,7 +9,8 @@
  * free of a slab object never looks, and free of a run tests one flag on a
  * path that loads that entry anyway.
  *
- * The countdown is the thread heap's `prof_left`, subtracted by malloc,
+ * The countdown is the thread's `za_tls.prof_left`, beside its heap
+ * pointer (slab.h), subtracted by malloc,
  * calloc and operator new (shim.h); while profiling is off it starts at
  * INT64_MAX and is never used up, so the fast path pays a subtraction
  * and a branch that is never taken.

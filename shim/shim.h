@@ -90,7 +90,7 @@ static inline void *za_shim_malloc_uncounted(size_t size)
  * sampled allocation's recorded stack starts. */
 static inline void *za_shim_malloc(size_t size)
 {
-	if (za_heap_prof_due(za_tls_heap, size))
+	if (za_tls_prof_due(size))
 		return za_prof_alloc(size, false, __builtin_return_address(0));
 	return za_shim_malloc_uncounted(size);
 }

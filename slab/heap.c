@@ -11,7 +11,6 @@
 #include "slab/slab.h"
 
 struct za_theap za_theap_empty = {
-	.prof_left = INT64_MAX,
 	.direct = { [0 ... ZA_DIRECT_SLOTS - 1] = &za_slab_empty },
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
@@ -19,13 +18,14 @@ struct za_theap za_theap_empty = {
 /* A thread's heap after the thread handed it back: as empty, and a remote
  * free from a thread in that state takes no heap. */
 struct za_theap za_theap_exited = {
-	.prof_left = INT64_MAX,
 	.direct = { [0 ... ZA_DIRECT_SLOTS - 1] = &za_slab_empty },
 	.cur = { [0 ... ZA_NCLASSES - 1] = &za_slab_empty },
 	.is_empty_sentinel = true,
 };
-__thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec"))) =
-	&za_theap_empty;
+__thread struct za_tls_block za_tls __attribute__((tls_model("initial-exec"))) = {
+	.heap = &za_theap_empty,
+	.prof_left = 0,   /* the first allocation asks the profiler (prof.c) */
+};
 
 /* Every heap ever made (for stats and fork) and the orphan pool, under
  * heaps_lock. */
@@ -33,7 +33,6 @@ static struct za_theap *heaps_all, *heaps_pool;
 static uint64_t heaps_orphaned;
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t heap_key;
-static uint64_t heap_prof_left = INT64_MAX;   /* a new heap's (heaps_lock) */
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
 
 static uint32_t now_ms32(void)
@@ -324,7 +323,6 @@ struct za_theap *za_theap_acquire(void)
 		heap->peak_ms = now_ms32();
 		heap->idle_countdown = ZA_IDLE_SCAN_CALLS;
 		pthread_mutex_lock(&heaps_lock);
-		heap->prof_left = heap_prof_left;
 		heap->next = heaps_all;
 		if (heaps_all)
 			heaps_all->prev = heap;
@@ -423,13 +421,7 @@ void za_slab_reset_child(void)
 	atomic_store_explicit(&za_slab_counters.heaps_live, live, memory_order_relaxed);
 }
 
-void za_slab_heaps_prof_arm(void)
+void za_slab_prof_arm(void)
 {
-	pthread_mutex_lock(&heaps_lock);
-	heap_prof_left = 0;
-	/* A race with an owner's own subtraction only delays its first
-	 * sample by one allocation. */
-	for (struct za_theap *h = heaps_all; h; h = h->next)
-		__atomic_store_n(&h->prof_left, 0, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&heaps_lock);
+	za_tls.prof_left = 0;
 }

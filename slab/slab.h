@@ -85,11 +85,6 @@ _Static_assert(sizeof(struct za_slab) <= ZA_PAGE_PRIVATE_BYTES, "slab fits in th
  * gives them back.
  */
 struct za_theap {
-	/* Bytes this heap's threads may still allocate before the heap
-	 * profiler's next sample (shim/prof.c); INT64_MAX, never used up,
-	 * while profiling is off. malloc's one added subtraction and branch
-	 * (za_heap_prof_due). */
-	uint64_t prof_left;
 	struct za_slab *direct[ZA_DIRECT_SLOTS];   /* cur[] by 16-byte size step */
 	struct za_slab *cur[ZA_NCLASSES];
 	struct za_slab *last[ZA_NCLASSES];   /* the queue's tail (if not empty) */
@@ -123,7 +118,21 @@ extern struct za_slab za_slab_empty ZA_HIDDEN;
 /* The least kept for empty slabs, whatever the recent use: 256 KiB. */
 #define ZA_SLAB_KEEP_MIN_PAGES 64
 
-extern __thread struct za_theap *za_tls_heap __attribute__((tls_model("initial-exec")));
+/*
+ * The thread's heap and the heap profiler's countdown, in one TLS block:
+ * malloc reaches both from the one TLS offset it loads, and the countdown
+ * is the thread's own even while the thread has no heap (the sentinels are
+ * shared by all such threads, and a counter in them would be written by
+ * all). `prof_left`: bytes to the next sample (shim/prof.c); a thread
+ * starts at 0, so its first allocation asks the profiler, which sets
+ * INT64_MAX, never used up, while profiling is off.
+ */
+struct za_tls_block {
+	struct za_theap *heap;
+	uint64_t prof_left;
+};
+extern __thread struct za_tls_block za_tls __attribute__((tls_model("initial-exec")));
+#define za_tls_heap (za_tls.heap)
 
 /* A freed object carries this mark (xor its address) in its second word:
  * a free that finds it is probably a double free, and is verified. */
@@ -163,14 +172,14 @@ void za_slab_remote_flush(struct za_theap *heap);
 #define ZA_RBUF_MAX 256   /* objects chained at most before a push */
 #define ZA_IDLE_SCAN_CALLS 2048   /* slow-path calls between idle scans */
 
-/* Counts an allocation of `size` bytes down the heap's profiling
+/* Counts an allocation of `size` bytes down the thread's profiling
  * interval: true when it crosses the end (the allocation to sample). */
-static inline bool za_heap_prof_due(struct za_theap *heap, size_t size)
+static inline bool za_tls_prof_due(size_t size)
 {
 	/* Unsigned, so a request near SIZE_MAX wraps instead of overflowing
 	 * a signed counter; the sign bit is the test (sub to memory, js). */
-	heap->prof_left -= size;
-	return unlikely((int64_t)heap->prof_left < 0);
+	za_tls.prof_left -= size;
+	return unlikely((int64_t)za_tls.prof_left < 0);
 }
 
 /* Sets the current slab of a class (the head of its queue), in cur[] and
@@ -266,9 +275,9 @@ extern _Atomic bool za_slab_no_heaps ZA_HIDDEN;
 /* Hands the calling thread's heap to the orphan pool, as its exit would,
  * leaving the thread without one. */
 void za_slab_detach_heap(void);
-/* Profiling starts: every heap, and every heap made from now on, samples
- * its next allocation's countdown (prof_left = 0). */
-void za_slab_heaps_prof_arm(void);
+/* Profiling starts: the calling thread draws its countdown at its next
+ * allocation (threads started later do at their first). */
+void za_slab_prof_arm(void);
 
 /* Slabs (slab/slab.c), used by the heaps. */
 struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls);

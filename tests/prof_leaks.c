@@ -2,11 +2,12 @@
  * A program with two leaking allocation sites and one that frees all it
  * takes, for the heap-profile test (test_prof.sh): 30,000,000 bytes stay
  * live from leak_small_site (30,000 x 1,000 B), 20,000,000 from
- * leak_large_site (400 x 50,000 B), and churn_site allocates and frees
+ * leak_large_site (400 x 50,000 B, on a second thread), and churn_site allocates and frees
  * 60,000,000 bytes (some with free_sized, some with operator new and the
  * sized operator delete, so sampled blocks meet the size checks). With "signal" as its argument it raises SIGUSR2 before exit.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,15 +28,17 @@ __attribute__((noinline)) static void leak_small_site(void)
 	}
 }
 
-__attribute__((noinline)) static void leak_large_site(void)
+__attribute__((noinline)) static void *leak_large_site(void *arg)
 {
+	(void)arg;
 	for (int i = 0; i < 400; i++) {
 		char *p = calloc(1, 50000);
 		if (!p)
 			abort();
 		p[0] = 1;
-		keep[nkeep++] = p;
+		keep[30000 + i] = p;
 	}
+	return NULL;
 }
 
 __attribute__((noinline)) static void churn_site(void)
@@ -69,7 +72,12 @@ int main(int argc, char **argv)
 {
 	leak_small_site();
 	churn_site();
-	leak_large_site();
+	/* On a thread of its own: threads started after profiling did are
+	 * sampled too. */
+	pthread_t t;
+	if (pthread_create(&t, NULL, leak_large_site, NULL) || pthread_join(t, NULL))
+		abort();
+	nkeep += 400;
 	if (argc > 1 && !strcmp(argv[1], "signal"))
 		raise(SIGUSR2);
 	printf("%u blocks kept\n", nkeep);
