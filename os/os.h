@@ -53,6 +53,10 @@ size_t za_fmt(char *buf, size_t cap, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Formats into a fixed stack buffer and writes it to fd. */
 void za_dprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A file name from a pattern in which %p stands for the process id (read
+ * when called, so a forked child names its own file); NUL-terminated in
+ * buf. Returns the length. */
+size_t za_fmt_path(char *buf, size_t cap, const char *pattern);
 
 /*
  * Misuse and corruption: one line "zonealloc: <message>" on stderr, a

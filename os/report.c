@@ -192,3 +192,18 @@ void za_fatal(const char *fmt, ...)
 	raise(SIGABRT);
 	abort();
 }
+
+size_t za_fmt_path(char *buf, size_t cap, const char *pattern)
+{
+	size_t n = 0;
+	for (const char *s = pattern; *s && n + 24 < cap; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			n += za_fmt(buf + n, cap - n, "%d", (int)getpid());
+			s++;
+		} else {
+			buf[n++] = *s;
+		}
+	}
+	buf[n] = 0;
+	return n;
+}

@@ -244,16 +244,7 @@ const char *za_option_stats_path(char *buf, size_t cap)
 {
 	if (options[ZA_OPT_STATS].value != ZA_STATS_FILE)
 		return NULL;
-	size_t n = 0;
-	for (const char *s = stats_path; *s && n + 24 < cap; s++) {
-		if (s[0] == '%' && s[1] == 'p') {
-			n += za_fmt(buf + n, cap - n, "%d", (int)getpid());
-			s++;
-		} else {
-			buf[n++] = *s;
-		}
-	}
-	buf[n] = 0;
+	za_fmt_path(buf, cap, stats_path);
 	return buf;
 }
 

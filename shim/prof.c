@@ -339,18 +339,9 @@ static bool __write_profile(int fd)
 
 static void format_path(char *out, size_t cap, const char *pattern, unsigned seq)
 {
-	size_t n = 0;
-	for (const char *s = pattern; *s && n + 32 < cap; s++) {
-		if (s[0] == '%' && s[1] == 'p') {
-			n += za_fmt(out + n, cap - n, "%d", (int)getpid());
-			s++;
-		} else {
-			out[n++] = *s;
-		}
-	}
+	size_t n = za_fmt_path(out, cap - 16, pattern);
 	if (seq)
-		n += za_fmt(out + n, cap - n, ".%u", seq);
-	out[n] = 0;
+		za_fmt(out + n, cap - n, ".%u", seq);
 }
 
 static int dump_to(const char *path, bool wait)
@@ -410,7 +401,7 @@ void za_prof_start(size_t rate, const char *path, bool on_sigusr2_too, int repor
 	prof_path[n] = 0;
 	prof_report_fd = report_fd;
 	atomic_store(&prof_on, true);
-	za_slab_prof_arm();
+	za_tls.prof_left = 0;   /* this thread draws at its next allocation */
 	if (on_sigusr2_too) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);

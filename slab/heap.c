@@ -420,8 +420,3 @@ void za_slab_reset_child(void)
 	}
 	atomic_store_explicit(&za_slab_counters.heaps_live, live, memory_order_relaxed);
 }
-
-void za_slab_prof_arm(void)
-{
-	za_tls.prof_left = 0;
-}

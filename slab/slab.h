@@ -275,9 +275,7 @@ extern _Atomic bool za_slab_no_heaps ZA_HIDDEN;
 /* Hands the calling thread's heap to the orphan pool, as its exit would,
  * leaving the thread without one. */
 void za_slab_detach_heap(void);
-/* Profiling starts: the calling thread draws its countdown at its next
- * allocation (threads started later do at their first). */
-void za_slab_prof_arm(void);
+
 
 /* Slabs (slab/slab.c), used by the heaps. */
 struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls);
