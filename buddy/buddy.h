@@ -158,8 +158,17 @@ static inline uint32_t __za_zone_free_blocks(const struct za_zone *zone, unsigne
  * set when the region is a zone. A zone fills its slot exactly, so for a
  * zone the entry alone answers (free's path: a load and a bit test); a
  * huge mapping may end inside its last slot, so its size is compared.
+ * While calls are traced (shim/trace.c), zones carry ZA_REGION_TAG_TRACED
+ * instead: free's inline path tests only ZA_REGION_TAG_ZONE, so every free
+ * then takes the call that records it, and the fast path pays nothing for
+ * tracing being possible. Everything else accepts either tag.
  */
 #define ZA_REGION_TAG_ZONE ((uintptr_t)1)
+#define ZA_REGION_TAG_TRACED ((uintptr_t)2)
+#define ZA_REGION_TAGS (ZA_REGION_TAG_ZONE | ZA_REGION_TAG_TRACED)
+/* The tag zones get when registered (za_region_retag_zones changes it). */
+extern uintptr_t za_region_zone_tag ZA_HIDDEN;
+void za_region_retag_zones(uintptr_t tag);
 #define ZA_REGION_SLOTS ((size_t)1 << (ZA_VA_BITS - ZA_ZONE_SHIFT))
 
 extern uintptr_t za_region_table[ZA_REGION_SLOTS] ZA_HIDDEN;
@@ -176,8 +185,8 @@ static inline uintptr_t za_region_entry(const void *addr)
 static inline struct za_region *za_region_of(const void *addr)
 {
 	uintptr_t e = za_region_entry(addr);
-	struct za_region *r = (struct za_region *)(e & ~ZA_REGION_TAG_ZONE);
-	if (likely(e & ZA_REGION_TAG_ZONE))
+	struct za_region *r = (struct za_region *)(e & ~ZA_REGION_TAGS);
+	if (likely(e & ZA_REGION_TAGS))
 		return r;
 	if (r && (uintptr_t)addr - r->base < r->size)
 		return r;
@@ -187,7 +196,7 @@ static inline struct za_region *za_region_of(const void *addr)
 static inline struct za_zone *za_zone_of(const void *addr)
 {
 	uintptr_t e = za_region_entry(addr);
-	return likely(e & ZA_REGION_TAG_ZONE) ? (struct za_zone *)(e - ZA_REGION_TAG_ZONE) : NULL;
+	return likely(e & ZA_REGION_TAGS) ? (struct za_zone *)(e & ~ZA_REGION_TAGS) : NULL;
 }
 
 #define ZA_PAGE_MAP_BYTES \

@@ -11,6 +11,7 @@ struct za_zone za_zones[ZA_MAX_ZONES];
 _Atomic int za_nr_zones;
 pthread_mutex_t za_zones_lock = PTHREAD_MUTEX_INITIALIZER;
 struct za_zone_counters za_zone_stats;
+uintptr_t za_region_zone_tag = ZA_REGION_TAG_ZONE;
 
 /* One region table slot per 64 MiB of address space. A region starts on a
  * slot boundary, so a slot names at most one region; a huge mapping's last
@@ -23,10 +24,27 @@ int za_region_register(struct za_region *r)
 
 	if ((r->base & (ZA_ZONE_SIZE - 1)) || (r->base + r->size - 1) >> ZA_VA_BITS)
 		return EINVAL;
-	uintptr_t e = (uintptr_t)r | (r->kind == ZA_REGION_ZONE ? ZA_REGION_TAG_ZONE : 0);
+	uintptr_t e = (uintptr_t)r | (r->kind == ZA_REGION_ZONE ? za_region_zone_tag : 0);
 	for (uintptr_t i = first; i <= last; i++)
 		__atomic_store_n(&za_region_table[i], e, __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* Zones registered from now on, and those serving now, get `tag`. */
+void za_region_retag_zones(uintptr_t tag)
+{
+	pthread_mutex_lock(&za_zones_lock);
+	__atomic_store_n(&za_region_zone_tag, tag, __ATOMIC_RELAXED);
+	int n = atomic_load(&za_nr_zones);
+	for (int i = 0; i < n; i++) {
+		struct za_region *r = &za_zones[i].region;
+		uintptr_t slot = r->base >> ZA_ZONE_SHIFT;
+		if (r->base &&
+		    (__atomic_load_n(&za_region_table[slot], __ATOMIC_RELAXED) & ~ZA_REGION_TAGS) ==
+			    (uintptr_t)r)
+			__atomic_store_n(&za_region_table[slot], (uintptr_t)r | tag, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&za_zones_lock);
 }
 
 void za_region_unregister(struct za_region *r)
@@ -35,7 +53,7 @@ void za_region_unregister(struct za_region *r)
 	uintptr_t last = (r->base + r->size - 1) >> ZA_ZONE_SHIFT;
 
 	for (uintptr_t i = first; i <= last; i++)
-		if ((__atomic_load_n(&za_region_table[i], __ATOMIC_RELAXED) & ~ZA_REGION_TAG_ZONE) ==
+		if ((__atomic_load_n(&za_region_table[i], __ATOMIC_RELAXED) & ~ZA_REGION_TAGS) ==
 		    (uintptr_t)r)
 			__atomic_store_n(&za_region_table[i], 0, __ATOMIC_RELEASE);
 }

@@ -15,12 +15,14 @@
 #include "shim/backend.h"
 #include "shim/prof.h"
 #include "shim/shim.h"
+#include "shim/trace.h"
 
 /* Fork: take every allocator lock, in the one order every path takes them,
  * so the child starts with consistent free lists; the child then re-creates
  * the locks and hands the other (now gone) threads' caches back. */
 static void fork_prepare(void)
 {
+	za_trace_lock();
 	za_prof_lock();
 	za_background_lock();
 	za_slab_lock_all();
@@ -41,6 +43,7 @@ static void fork_parent(void)
 	za_slab_unlock_all();
 	za_background_unlock();
 	za_prof_unlock();
+	za_trace_unlock();
 }
 
 static void fork_child(void)
@@ -53,6 +56,7 @@ static void fork_child(void)
 	za_slab_reset_child();
 	za_background_reset_child();
 	za_prof_reset_child();
+	za_trace_reset_child();
 }
 
 /* Where the exit report goes: a copy of the standard error the program
@@ -76,7 +80,8 @@ void za_preload_init(void)
 	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return;
 	za_options_init();
-	if (za_option(ZA_OPT_STATS) != ZA_STATS_OFF || za_option(ZA_OPT_PROF))
+	if (za_option(ZA_OPT_STATS) != ZA_STATS_OFF || za_option(ZA_OPT_PROF) ||
+	    za_option(ZA_OPT_TRACE))
 		report_fd_open();
 	za_reclaim_set_mode(za_option(ZA_OPT_RECLAIM) == 1 ? ZA_RELEASE_FREE : ZA_RELEASE_DONTNEED);
 	za_policy_set_decay_ms((uint64_t)za_option(ZA_OPT_DECAY_MS));
@@ -89,6 +94,8 @@ void za_preload_init(void)
 	if (za_option(ZA_OPT_PROF))
 		za_prof_start((size_t)za_option(ZA_OPT_PROF_RATE), za_option_prof_file(),
 			      za_option(ZA_OPT_PROF_SIGUSR2) != 0, report_fd);
+	if (za_option_trace_file())
+		za_trace_start(za_option_trace_file(), report_fd);
 }
 
 __attribute__((destructor)) static void za_dtor(void)
@@ -114,6 +121,7 @@ __attribute__((destructor)) static void za_dtor(void)
 				   strerrorname_np(errno));
 		}
 	}
+	za_trace_exit();
 	if (za_option(ZA_OPT_CHECK)) {
 		struct za_check_result res;
 		if (za_buddy_check(&res))

@@ -27,7 +27,14 @@ struct za_option_desc {
 	const char *accepts;    /* what the value may be */
 	const char *meaning;
 	bool zero_ok;           /* a size of 0 means "none" */
+	char *path;             /* a path: where its value is kept */
 };
+
+/* ZONEALLOC_STATS=FILE and the paths keep their values here (environ may
+ * change later). */
+static char stats_path[4096];
+static char prof_path[4096] = "zonealloc.%p.heap";
+static char trace_path[4096];
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
 	[ZA_OPT_STATS] = { "STATS", OPT_STATS, ZA_STATS_OFF, 0, 0, { 0 }, "0",
@@ -72,15 +79,19 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			       "mean bytes allocated between two samples (a Poisson process)" },
 	[ZA_OPT_PROF_FILE] = { "PROF_FILE", OPT_PATH, 0, 0, 0, { 0 }, "zonealloc.%p.heap",
 			       "a file name (%p: the process id)",
-			       "where the heap profile is written at exit (SIGUSR2's get .1, .2, ...)" },
+			       "where the heap profile is written at exit (SIGUSR2's get .1, .2, ...)",
+			       .path = prof_path },
 	[ZA_OPT_PROF_SIGUSR2] = { "PROF_SIGUSR2", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
 				  "SIGUSR2 writes a numbered heap profile too (the handler "
 				  "replaces the program's)" },
+	[ZA_OPT_TRACE] = { "TRACE", OPT_PATH, 0, 0, 0, { 0 }, "none",
+			   "a file name (%p: the process id)",
+			   "record every malloc-family and za_* call (op, size, alignment, "
+			   "result, thread, time) into FILE, for zonealloc-replay and "
+			   "zonealloc-trace",
+			   .path = trace_path },
 };
 
-/* ZONEALLOC_STATS=FILE keeps its value here (environ may change later). */
-static char stats_path[4096];
-static char prof_path[4096] = "zonealloc.%p.heap";
 
 static bool parse_choice(const struct za_option_desc *o, const char *s, long long *out)
 {
@@ -170,7 +181,7 @@ static bool parse(struct za_option_desc *o, const char *s)
 	case OPT_PATH:
 		if (!*s || strlen(s) >= sizeof prof_path - 32)
 			return false;
-		memcpy(prof_path, s, strlen(s) + 1);
+		memcpy(o->path, s, strlen(s) + 1);
 		v = 1;
 		break;
 	default:
@@ -225,13 +236,15 @@ void za_options_init(void)
 ZA_EXPORT int za_options_validate(int fd)
 {
 	struct za_option_desc scratch[ZA_OPT_COUNT];
-	char path[sizeof stats_path], ppath[sizeof prof_path];
+	char path[sizeof stats_path], ppath[sizeof prof_path], tpath[sizeof trace_path];
 	memcpy(scratch, options, sizeof scratch);
 	memcpy(path, stats_path, sizeof path);
 	memcpy(ppath, prof_path, sizeof ppath);
+	memcpy(tpath, trace_path, sizeof tpath);
 	int refused = options_read(scratch, fd);
 	memcpy(stats_path, path, sizeof path);
 	memcpy(prof_path, ppath, sizeof ppath);
+	memcpy(trace_path, tpath, sizeof tpath);
 	return refused;
 }
 
@@ -251,6 +264,11 @@ const char *za_option_stats_path(char *buf, size_t cap)
 const char *za_option_prof_file(void)
 {
 	return prof_path;
+}
+
+const char *za_option_trace_file(void)
+{
+	return options[ZA_OPT_TRACE].value ? trace_path : NULL;
 }
 
 bool za_option_stats_path_json(void)
@@ -287,7 +305,7 @@ void za_options_json(struct za_out *o)
 			break;
 		case OPT_PATH:
 			za_out_fmt(o, "\"");
-			for (const char *c = prof_path; *c; c++) {
+			for (const char *c = d->path; *c; c++) {
 				if (*c == '"' || *c == '\\')
 					za_out_fmt(o, "\\");
 				za_out_fmt(o, "%c", (unsigned char)*c < 32 ? '?' : *c);

@@ -23,6 +23,7 @@ enum za_option {
 	ZA_OPT_PROF_RATE,  /* ZONEALLOC_PROF_RATE=512K: mean bytes between samples */
 	ZA_OPT_PROF_FILE,  /* ZONEALLOC_PROF_FILE=zonealloc.%p.heap */
 	ZA_OPT_PROF_SIGUSR2, /* ZONEALLOC_PROF_SIGUSR2=1: SIGUSR2 writes one too */
+	ZA_OPT_TRACE,      /* ZONEALLOC_TRACE=FILE: record every call */
 	ZA_OPT_COUNT
 };
 
@@ -39,6 +40,8 @@ long long za_option(enum za_option opt);
 const char *za_option_stats_path(char *buf, size_t cap);
 /* ZONEALLOC_PROF_FILE as given (%p not replaced). */
 const char *za_option_prof_file(void);
+/* ZONEALLOC_TRACE as given (%p not replaced); NULL when not tracing. */
+const char *za_option_trace_file(void);
 /* The report file gets JSON: its name ends in .json. */
 bool za_option_stats_path_json(void);
 

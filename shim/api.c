@@ -7,6 +7,7 @@
 
 #include "policy/policy.h"
 #include "shim/shim.h"
+#include "shim/trace.h"
 
 ZA_EXPORT void *za_malloc(size_t size)
 {
@@ -108,6 +109,15 @@ ZA_EXPORT int za_malloc_trim(size_t pad)
  * core is taken under the caller's policy. */
 ZA_EXPORT void *za_alloc(size_t size, size_t align, za_flags flags, za_status *status)
 {
+	if (unlikely(za_trace_on)) {
+		struct za_trace_call c;
+		if (za_trace_begin(&c)) {
+			void *p = za_alloc(size, align, flags, status);
+			za_trace_end(&c, ZA_TOP_ZA_ALLOC, p, size, flags, align,
+				     p ? 0 : ZA_TRACE_FAILED);
+			return p;
+		}
+	}
 	struct za_policy policy;
 	za_status st = za_policy_from_flags(flags, &policy);
 	if (st == ZA_OK && (align & (align - 1)))

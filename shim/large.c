@@ -10,6 +10,7 @@
 #include "shim/backend.h"
 #include "shim/prof.h"
 #include "shim/shim.h"
+#include "shim/trace.h"
 
 extern __thread za_status za_tls_status;
 
@@ -83,6 +84,27 @@ void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
 	}
 	if (!za_pcp_run_free(head, p, head->count))
 		za_buddy_run_to_zone(zone, pfn);
+}
+
+void za_shim_free_other(void *p)
+{
+	struct za_trace_call c;
+	bool recording = unlikely(za_trace_on) && za_trace_begin(&c);
+	uintptr_t e = za_region_entry(p);
+	if (e & ZA_REGION_TAG_TRACED) {
+		/* free's inline path, for a zone whose frees are recorded */
+		struct za_zone *zone = (struct za_zone *)(e & ~ZA_REGION_TAGS);
+		uint32_t pfn = za_pfn_of(zone, p);
+		unsigned so = zone->slab_map[pfn];
+		if (so)
+			za_slab_free(za_shim_slab_checked(zone, pfn, so, p, "free"), p);
+		else
+			za_shim_free_run(zone, pfn, p);
+	} else {
+		za_shim_free_slow(p, "free");
+	}
+	if (recording)
+		za_trace_end(&c, ZA_TOP_FREE, p, 0, 0, 0, 0);
 }
 
 void za_shim_free_slow(void *p, const char *call)
@@ -219,6 +241,15 @@ static void *realloc_run(void *p, uint32_t pages, size_t size)
 
 void *za_shim_realloc(void *p, size_t size)
 {
+	if (unlikely(za_trace_on)) {
+		struct za_trace_call c;
+		if (za_trace_begin(&c)) {
+			void *q = za_shim_realloc(p, size);
+			za_trace_end(&c, ZA_TOP_REALLOC, q, size, (uintptr_t)p, 0,
+				     !q && size ? ZA_TRACE_FAILED : 0);
+			return q;
+		}
+	}
 	if (!p)
 		return za_shim_malloc(size);
 	if (size == 0) {
@@ -288,6 +319,14 @@ static unsigned aligned_class(size_t size, size_t align)
 
 void *za_shim_aligned(size_t align, size_t size)
 {
+	if (unlikely(za_trace_on)) {
+		struct za_trace_call c;
+		if (za_trace_begin(&c)) {
+			void *p = za_shim_aligned(align, size);
+			za_trace_end(&c, ZA_TOP_MEMALIGN, p, size, 0, align, p ? 0 : ZA_TRACE_FAILED);
+			return p;
+		}
+	}
 	if (align <= 16)
 		return za_shim_malloc(size);
 	if (za_backend_serving())
@@ -339,6 +378,14 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 {
 	if (!p)
 		return;
+	if (unlikely(za_trace_on)) {
+		struct za_trace_call c;
+		if (za_trace_begin(&c)) {
+			za_shim_free_sized(p, align, size, call);
+			za_trace_end(&c, ZA_TOP_FREE_SIZED, p, size, 0, align, 0);
+			return;
+		}
+	}
 	size_t usable = za_shim_usable_size(p, call);
 	if (unlikely(size > usable))
 		za_fatal("%s(%p, %zu): size is larger than the allocation (%zu usable bytes)", call, p,
@@ -393,6 +440,15 @@ void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, 
 {
 	if (!p)
 		return;
+	if (unlikely(za_trace_on)) {
+		struct za_trace_call c;
+		if (za_trace_begin(&c)) {
+			za_shim_free_aligned_exact(p, size, align, sized, call);
+			za_trace_end(&c, sized ? ZA_TOP_FREE_SIZED : ZA_TOP_FREE, p, sized ? size : 0,
+				     0, align, 0);
+			return;
+		}
+	}
 	/* The usable size of a live allocation; 0 for anything else (a freed
 	 * run, a foreign pointer), which the free below reports by its name. */
 	size_t usable = 0;

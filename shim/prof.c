@@ -11,6 +11,7 @@
  */
 #include "config.h"   /* HAVE_LIBUNWIND */
 #include "shim/prof.h"
+#include "shim/trace.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -164,7 +165,7 @@ static void *sampled_alloc(size_t size, bool zero, void *caller)
 	return p;
 }
 
-void *za_prof_alloc(size_t size, bool zero, void *caller)
+static void *prof_alloc(size_t size, bool zero, void *caller)
 {
 	if (!atomic_load_explicit(&prof_on, memory_order_relaxed)) {
 		/* Not profiling: a thread's first allocation (threads start
@@ -191,6 +192,38 @@ void *za_prof_alloc(size_t size, bool zero, void *caller)
 	void *p = sampled_alloc(size, zero, caller);
 	prof_busy = false;
 	return p;
+}
+
+/* While calls are traced, the countdown stays at 0 so that every
+ * allocation comes here to be recorded; the profiler's own countdown waits
+ * in prof_shadow, as if the inline subtraction had counted it. */
+static __thread uint64_t prof_shadow __attribute__((tls_model("initial-exec")));
+
+static ZA_NOINLINE void *traced_alloc(size_t size, bool zero, void *caller)
+{
+	struct za_trace_call c;
+	bool recording = za_trace_begin(&c);
+	void *p;
+	prof_shadow -= size;
+	if ((int64_t)prof_shadow < 0) {
+		za_tls.prof_left = prof_shadow;
+		p = prof_alloc(size, zero, caller);
+		prof_shadow = za_tls.prof_left;
+	} else {
+		p = plain_alloc(size, zero);
+	}
+	za_tls.prof_left = 0;
+	if (recording)
+		za_trace_end(&c, zero ? ZA_TOP_CALLOC : ZA_TOP_MALLOC, p, size, 0, 0,
+			     p ? 0 : ZA_TRACE_FAILED);
+	return p;
+}
+
+void *za_prof_alloc(size_t size, bool zero, void *caller)
+{
+	if (unlikely(za_trace_on))
+		return traced_alloc(size, zero, caller);
+	return prof_alloc(size, zero, caller);
 }
 
 void za_prof_forget(void *sample)

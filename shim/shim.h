@@ -47,6 +47,10 @@ void za_huge_stats(struct za_huge_stats *st);
 ZA_NOINLINE void *za_shim_malloc_large(size_t size, size_t align, bool zero);
 extern size_t za_shim_run_max ZA_HIDDEN;
 ZA_NOINLINE void za_shim_free_slow(void *p, const char *call);
+/* free of p (not NULL) when the region table gives no untraced zone: a
+ * traced zone's object (recorded, then freed as free's inline path would),
+ * a huge block, a backend's or a foreign pointer. */
+ZA_NOINLINE void za_shim_free_other(void *p);
 /* free of p, at page pfn of zone and not in a slab: a run goes to this
  * thread's run cache; anything else to za_shim_free_slow. */
 ZA_NOINLINE void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p);
@@ -154,7 +158,7 @@ static inline void za_shim_free(void *p)
 		return;
 	}
 	if (p)
-		za_shim_free_slow(p, "free");
+		za_shim_free_other(p);
 }
 
 /*

@@ -17,7 +17,7 @@ v=$("$launcher" --version)
 "$launcher" --help | grep -q '^usage: zonealloc \[OPTIONS\] \[--\] PROGRAM' && ok "--help" || bad "--help"
 # --options prints the library's table: every option the library reads.
 opts=$("$launcher" --options | grep -o '^ZONEALLOC_[A-Z0-9_]*' | tr '\n' ' ')
-[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE ZONEALLOC_PROF ZONEALLOC_PROF_RATE ZONEALLOC_PROF_FILE ZONEALLOC_PROF_SIGUSR2 " ] &&
+[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE ZONEALLOC_PROF ZONEALLOC_PROF_RATE ZONEALLOC_PROF_FILE ZONEALLOC_PROF_SIGUSR2 ZONEALLOC_TRACE " ] &&
 	ok "--options: $opts" || bad "--options: '$opts'"
 
 # zonealloc --stats sort FILE: sorted output, the report on stderr.

@@ -34,6 +34,8 @@ static const char usage[] =
 	"  --prof[=FILE]       sampled heap profile at exit, for google-pprof, into FILE\n"
 	"                      (default zonealloc.%p.heap), top sites on stderr\n"
 	"  --prof-rate SIZE    mean bytes between samples (default 512K)\n"
+	"  --trace FILE        record every allocation call into FILE (%p: the process\n"
+	"                      id), for zonealloc-replay and zonealloc-trace\n"
 	"  --decay MS          give back free pages unused for MS ms (ZONEALLOC_DECAY_MS)\n"
 	"  --reclaim HOW       dontneed or free (ZONEALLOC_RECLAIM)\n"
 	"  --background        a background thread gives back decayed pages\n"
@@ -129,6 +131,8 @@ int main(int argc, char **argv)
 		} else if (!strncmp(a, "--prof=", 7)) {
 			set("ZONEALLOC_PROF", "1");
 			set("ZONEALLOC_PROF_FILE", a + 7);
+		} else if (matches(a, "--trace")) {
+			set("ZONEALLOC_TRACE", value_of(argc, argv, &i, "--trace"));
 		} else if (matches(a, "--prof-rate")) {
 			set("ZONEALLOC_PROF_RATE", value_of(argc, argv, &i, "--prof-rate"));
 		} else if (!strcmp(a, "--background")) {
