@@ -239,17 +239,64 @@ static void *realloc_run(void *p, uint32_t pages, size_t size)
 	return realloc_move(p, (size_t)pages << ZA_PAGE_SHIFT, size);
 }
 
+/* realloc of p, in `zone`: in place where it can, else moved. */
+static inline __attribute__((always_inline)) void *realloc_in_zone(struct za_zone *zone, void *p,
+								     size_t size)
+{
+	uint32_t pfn = za_pfn_of(zone, p);
+	struct za_page *page = &zone->pages[pfn];
+	struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "realloc");
+	if (slab) {
+		size_t usable = za_classes[za_slab_class(slab)].size;
+		/* In place while the object is no more than half empty. */
+		if (size <= usable && (size > usable / 2 || usable <= 16))
+			return p;
+		return realloc_move(p, usable, size);
+	}
+	if (page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1))) {
+		/* A sampled block moves, so its record goes with the free
+		 * and its size stays the one asked for. */
+		if (unlikely(page->flags & ZA_PGF_SAMPLED))
+			return realloc_move(p, (size_t)page->count << ZA_PAGE_SHIFT, size);
+		return realloc_run(p, page->count, size);
+	}
+	/* Not an allocation's start: free's checks name the misuse. */
+	za_shim_free_slow(p, "realloc");
+	za_fatal("realloc(%p): not the start of an allocation", p);
+}
+
+/* realloc of p when its region entry `e` is no untraced zone: a traced
+ * zone's block (the call is recorded), a huge block, a backend's. */
+static ZA_NOINLINE void *realloc_other(void *p, size_t size, uintptr_t e)
+{
+	struct za_trace_call c;
+	if (unlikely(za_trace_on) && za_trace_begin(&c)) {
+		void *q = realloc_other(p, size, e);
+		za_trace_end(&c, ZA_TOP_REALLOC, q, size, (uintptr_t)p, 0, q ? 0 : ZA_TRACE_FAILED);
+		return q;
+	}
+	if (e & ZA_REGION_TAG_TRACED)
+		return realloc_in_zone((struct za_zone *)(e & ~ZA_REGION_TAGS), p, size);
+	struct za_region *r = za_region_of(p);
+	if (!r && za_backend_owns(p))
+		return za_backend_realloc(p, size);
+	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
+		struct za_huge *h = (struct za_huge *)r;
+		if (size > ZA_RUN_MAX && !h->prof) {
+			void *q = za_huge_resize(h, size);
+			if (q)
+				return q;
+		}
+		return realloc_move(p, h->usable, size);
+	}
+	za_shim_free_slow(p, "realloc");
+	za_fatal("realloc(%p): not the start of an allocation", p);
+}
+
+/* realloc(NULL, n) is malloc and realloc(p, 0) free (glibc's choice), and
+ * are traced as those. */
 void *za_shim_realloc(void *p, size_t size)
 {
-	if (unlikely(za_trace_on)) {
-		struct za_trace_call c;
-		if (za_trace_begin(&c)) {
-			void *q = za_shim_realloc(p, size);
-			za_trace_end(&c, ZA_TOP_REALLOC, q, size, (uintptr_t)p, 0,
-				     !q && size ? ZA_TRACE_FAILED : 0);
-			return q;
-		}
-	}
 	if (!p)
 		return za_shim_malloc(size);
 	if (size == 0) {
@@ -257,42 +304,10 @@ void *za_shim_realloc(void *p, size_t size)
 		za_shim_free(p);
 		return NULL;
 	}
-	struct za_zone *zone = za_zone_of(p);
-	if (likely(zone)) {
-		uint32_t pfn = za_pfn_of(zone, p);
-		struct za_page *page = &zone->pages[pfn];
-		struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "realloc");
-		if (slab) {
-			size_t usable = za_classes[za_slab_class(slab)].size;
-			/* In place while the object is no more than half empty. */
-			if (size <= usable && (size > usable / 2 || usable <= 16))
-				return p;
-			return realloc_move(p, usable, size);
-		}
-		if (page->state == ZA_PG_RUN && !((uintptr_t)p & (ZA_PAGE_SIZE - 1))) {
-			/* A sampled block moves, so its record goes with the free
-			 * and its size stays the one asked for. */
-			if (unlikely(page->flags & ZA_PGF_SAMPLED))
-				return realloc_move(p, (size_t)page->count << ZA_PAGE_SHIFT, size);
-			return realloc_run(p, page->count, size);
-		}
-	} else {
-		struct za_region *r = za_region_of(p);
-		if (!r && za_backend_owns(p))
-			return za_backend_realloc(p, size);
-		if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
-			struct za_huge *h = (struct za_huge *)r;
-			if (size > ZA_RUN_MAX && !h->prof) {
-				void *q = za_huge_resize(h, size);
-				if (q)
-					return q;
-			}
-			return realloc_move(p, h->usable, size);
-		}
-	}
-	/* Not an allocation's start: free's checks name the misuse. */
-	za_shim_free_slow(p, "realloc");
-	za_fatal("realloc(%p): not the start of an allocation", p);
+	uintptr_t e = za_region_entry(p);
+	if (likely(e & ZA_REGION_TAG_ZONE))
+		return realloc_in_zone((struct za_zone *)(e - ZA_REGION_TAG_ZONE), p, size);
+	return realloc_other(p, size, e);
 }
 
 /*

@@ -25,7 +25,8 @@
  * thread could get its address again, and handed out at t_ns + dur_ns,
  * before any other thread could free it: that order pairs every free with
  * its allocation. operator new and new[] are recorded as malloc, delete as
- * free (with its size, as free_sized); calls made inside a recorded call
+ * free (with its size, as free_sized), realloc(NULL, n) as malloc and
+ * realloc(p, 0) as free (what they are); calls made inside a recorded call
  * (realloc's own malloc) are not recorded.
  */
 #ifndef ZA_TRACE_H
@@ -40,7 +41,7 @@
 enum za_trace_op {
 	ZA_TOP_MALLOC = 1,    /* malloc, operator new */
 	ZA_TOP_CALLOC = 2,
-	ZA_TOP_REALLOC = 3,   /* realloc, reallocarray (old: the pointer given) */
+	ZA_TOP_REALLOC = 3,   /* realloc, reallocarray of a block to a size (old: the block) */
 	ZA_TOP_MEMALIGN = 4,  /* memalign, posix_memalign, aligned_alloc, valloc, pvalloc,
 			       * aligned operator new */
 	ZA_TOP_FREE = 5,      /* free, operator delete */
