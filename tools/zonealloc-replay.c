@@ -177,14 +177,48 @@ static uint32_t amap_take(struct amap *m, uint64_t a)
 	return v;
 }
 
-static int event_cmp(const void *a, const void *b)
+/*
+ * Events in time order, releases before acquisitions at equal times, and
+ * otherwise in the order they were made (record order): an LSD radix sort,
+ * stable, 16 bits a pass, over mmap'd memory. Not qsort: glibc's takes
+ * its buffer from malloc, the allocator under measurement, whose state
+ * (and RSS) the replay must find untouched.
+ */
+static uint64_t event_key(const struct event *e)
 {
-	const struct event *x = a, *y = b;
-	if (x->t != y->t)
-		return x->t < y->t ? -1 : 1;
-	if (x->acquire != y->acquire)
-		return x->acquire < y->acquire ? -1 : 1;
-	return x->rec < y->rec ? -1 : x->rec > y->rec;
+	return e->t << 1 | e->acquire;
+}
+
+static void sort_events(struct event *ev, size_t n)
+{
+	if (n < 2)
+		return;
+	uint64_t all_or = 0;
+	for (size_t i = 0; i < n; i++)
+		all_or |= event_key(&ev[i]);
+	struct event *tmp = map(n * sizeof *tmp);
+	size_t *count = map(65536 * sizeof *count);
+	struct event *from = ev, *to = tmp;
+	for (unsigned shift = 0; shift < 64 && (all_or >> shift); shift += 16) {
+		memset(count, 0, 65536 * sizeof *count);
+		for (size_t i = 0; i < n; i++)
+			count[(event_key(&from[i]) >> shift) & 0xffff]++;
+		size_t sum = 0;
+		for (size_t d = 0; d < 65536; d++) {
+			size_t c = count[d];
+			count[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			to[count[(event_key(&from[i]) >> shift) & 0xffff]++] = from[i];
+		struct event *swap = from;
+		from = to;
+		to = swap;
+	}
+	if (from != ev)
+		memcpy(ev, from, n * sizeof *ev);
+	unmap(tmp, n * sizeof *tmp);
+	unmap(count, 65536 * sizeof *count);
 }
 
 /* ---- the replay ---- */
@@ -197,10 +231,16 @@ struct thread_end {
 	uint32_t thread;
 };
 
-static int end_cmp(const void *a, const void *b)
+/* Insertion sort by time (few threads; and no malloc, as above). */
+static void sort_ends(struct thread_end *e, size_t n)
 {
-	const struct thread_end *x = a, *y = b;
-	return x->t < y->t ? -1 : x->t > y->t;
+	for (size_t i = 1; i < n; i++) {
+		struct thread_end x = e[i];
+		size_t j = i;
+		for (; j > 0 && e[j - 1].t > x.t; j--)
+			e[j] = e[j - 1];
+		e[j] = x;
+	}
 }
 
 /* A thread's progress, on a cache line of its own. */
@@ -392,16 +432,19 @@ static void *replay_thread(void *arg)
 	return NULL;
 }
 
+/* Resident KiB now (/proc/self/statm; read(2), not stdio: no malloc). */
 static long rss_now_kb(void)
 {
-	long pages = 0, rss = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+	char buf[128];
+	int fd = open("/proc/self/statm", O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	const char *rss = strchr(buf, ' ');
+	return rss ? strtol(rss + 1, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024) : 0;
 }
 
 static void usage(FILE *f)
@@ -505,7 +548,7 @@ int main(int argc, char **argv)
 	}
 	if (!threads)
 		threads = 1;
-	qsort(ev, nev, sizeof *ev, event_cmp);
+	sort_events(ev, nev);
 
 	/* Pairing: ids in time order; the recorded peak of live bytes. */
 	uint32_t *rec_id = map(n * sizeof *rec_id), *rec_old = map(n * sizeof *rec_old);
@@ -598,9 +641,12 @@ int main(int argc, char **argv)
 	R.ends = map(threads * sizeof *R.ends);
 	for (uint32_t t = 0; t < threads; t++)
 		R.ends[t] = (struct thread_end){ R.nops[t] ? R.ops[t][R.nops[t] - 1].t : 0, t };
-	qsort(R.ends, threads, sizeof *R.ends, end_cmp);
+	sort_ends(R.ends, threads);
 	R.sizes = sizes;
 	R.slots = map(((size_t)nid + 1) * sizeof *R.slots);
+	/* Resident before the replay's RSS is read, so that it counts in
+	 * rss_before under every allocator alike. */
+	memset((void *)R.slots, 0, ((size_t)nid + 1) * sizeof *R.slots);
 	char comm[sizeof h.comm + 1];
 	memcpy(comm, h.comm, sizeof h.comm);
 	comm[sizeof h.comm] = 0;
