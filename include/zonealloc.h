@@ -7,6 +7,7 @@
 #ifndef ZONEALLOC_H
 #define ZONEALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,6 +102,36 @@ void za_set_limit(size_t bytes);
 /* Gives every free page the heap can spare back to the OS now (what
  * malloc_trim does); returns the bytes released. */
 size_t za_reclaim(void);
+
+/*
+ * Shrinkers: the program's own caches as memory the heap may ask for back
+ * (the kernel's shrinker contract). `count` says how many bytes the cache
+ * could free now; `scan` frees about `bytes` of them (with free()) and
+ * says how many it freed. When the heap is short (under a limit, or when
+ * the OS refuses memory), reclaim asks the shrinkers in registration order
+ * for what its own free pages do not cover: the background reclaimer below
+ * the low watermark, and the allocation slow path before it fails. The
+ * callbacks may free and allocate; an allocation inside one never calls
+ * the shrinkers again. At most 16. Returns an id (>= 0), or -1 with errno
+ * EINVAL (a NULL callback) or ENOSPC.
+ */
+typedef size_t (*za_shrink_count_fn)(void *arg);
+typedef size_t (*za_shrink_scan_fn)(void *arg, size_t bytes);
+int za_register_shrinker(za_shrink_count_fn count, za_shrink_scan_fn scan, void *arg);
+/* Removes shrinker `id`; waits for a round that may be calling it (unless
+ * called from a callback). Returns 0, or -1 with errno EINVAL. */
+int za_unregister_shrinker(int id);
+
+/*
+ * The OOM handler: called last, when an allocation of `size` bytes is about
+ * to fail with `status` after reclaim, draining and the shrinkers. It frees
+ * what it can and returns true to try again, false to fail. Without
+ * ZA_F_NOFAIL the allocation is tried again at most 16 times in a row on
+ * the handler's word; with ZA_F_NOFAIL the handler is called every round,
+ * which never ends in failure. NULL removes it.
+ */
+typedef bool (*za_oom_fn)(void *arg, size_t size, za_status status);
+void za_set_oom_handler(za_oom_fn fn, void *arg);
 
 /*
  * Walks every zone and verifies the buddy invariants (see buddy/check.c).

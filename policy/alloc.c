@@ -59,13 +59,27 @@ static inline void *try_alloc(unsigned order, const struct za_policy *policy)
  * only while the last round made progress, at most max_retries times
  * (NOFAIL: until it succeeds). Then the typed outcome.
  */
+/* Why an allocation of `need` pages fails. */
+static za_status failure(const struct za_policy *policy, size_t need, bool os_refused)
+{
+	if (za_policy_budget(policy) < need)
+		return ZA_ENOMEM_LIMIT;         /* committing more would cross the mark */
+	if (za_buddy_free_pages_total() >= need)
+		return ZA_ENOMEM_FRAGMENTED;    /* pages enough, no block, no room */
+	if (os_refused)
+		return ZA_ENOMEM_OS;
+	return ZA_ENOMEM_LIMIT;                 /* the limit caps the zones' span */
+}
+
 static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy,
 				  za_status *status)
 {
 	const size_t need = (size_t)1 << order;
 	bool os_refused = false;
 	void *p;
+	unsigned oom_tries = 0;
 
+again:
 	for (unsigned round = 0;; round++) {
 		bool progress = false;
 		atomic_fetch_add_explicit(&stat_rounds, 1, memory_order_relaxed);
@@ -102,7 +116,23 @@ static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy
 			}
 		}
 
+		/* The program's caches, for what the heap's own pages did not
+		 * cover (kernel: shrink_slab in direct reclaim). */
+		if (policy->may_reclaim) {
+			size_t short_by = za_policy_shortfall(policy, need);
+			if (za_policy_shrink((short_by ? short_by : need) << ZA_PAGE_SHIFT) > 0) {
+				progress = true;
+				if ((p = try_alloc(order, policy)))
+					return p;
+			}
+		}
+
 		if (policy->nofail) {
+			if (policy->may_reclaim)
+				(void)za_policy_oom(need << ZA_PAGE_SHIFT,
+						    failure(policy, need, os_refused));
+			if ((p = try_alloc(order, policy)))
+				return p;
 			if (policy->may_block)
 				backoff(round);
 			continue;
@@ -111,15 +141,16 @@ static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy
 			break;
 	}
 
-	za_status st;
-	if (za_policy_budget(policy) < need)
-		st = ZA_ENOMEM_LIMIT;         /* committing more would cross the mark */
-	else if (za_buddy_free_pages_total() >= need)
-		st = ZA_ENOMEM_FRAGMENTED;    /* pages enough, no block, no room */
-	else if (os_refused)
-		st = ZA_ENOMEM_OS;
-	else
-		st = ZA_ENOMEM_LIMIT;         /* the limit caps the zones' span */
+	za_status st = failure(policy, need, os_refused);
+	/* Last, the program's OOM handler: on its word, all of it again, a
+	 * bounded number of times. */
+	if (policy->may_reclaim && oom_tries < ZA_OOM_TRIES &&
+	    za_policy_oom(need << ZA_PAGE_SHIFT, st)) {
+		oom_tries++;
+		if ((p = try_alloc(order, policy)))
+			return p;
+		goto again;
+	}
 	*status = za_policy_outcome(st, policy);
 	return NULL;
 }

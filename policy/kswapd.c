@@ -44,6 +44,14 @@ static void bg_work(void)
 		size_t room = za_policy_budget(&p);
 		if (room < target)
 			za_policy_direct_reclaim(target - room);
+		/* Still below the low watermark: the program's caches too
+		 * (their frees are given back at once). */
+		room = za_policy_budget(&p);
+		if (room < wm.low && za_policy_shrink((target - room) << ZA_PAGE_SHIFT)) {
+			room = za_policy_budget(&p);
+			if (room < target)
+				za_policy_direct_reclaim(target - room);
+		}
 	}
 	za_policy_decay_now();
 }

@@ -145,4 +145,17 @@ struct za_policy_stats {
 };
 void za_policy_stats_get(struct za_policy_stats *out);
 
+/* Shrinkers and the OOM handler (shrink.c). Asks the shrinkers for `want`
+ * bytes; returns the bytes they freed (drained back already). */
+size_t za_policy_shrink(size_t want);
+/* Asks the OOM handler; true: try again. */
+bool za_policy_oom(size_t size, za_status status);
+#define ZA_OOM_TRIES 16
+struct za_shrink_stats {
+	unsigned shrinkers;
+	uint64_t rounds, calls, bytes_freed, oom_calls;
+};
+void za_policy_shrink_stats(struct za_shrink_stats *out);
+void za_policy_shrink_reset_child(void);
+
 #endif

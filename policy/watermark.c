@@ -71,6 +71,19 @@ za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
 			budget = za_policy_budget(policy);
 		}
+		/* Then the program's caches and its OOM handler (shrink.c):
+		 * what they free is given back before the budget is read. */
+		if (budget < pages && policy->may_reclaim &&
+		    za_policy_shrink(za_policy_shortfall(policy, pages) << ZA_PAGE_SHIFT)) {
+			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
+			budget = za_policy_budget(policy);
+		}
+		for (unsigned tries = 0; budget < pages && policy->may_reclaim &&
+		     tries < ZA_OOM_TRIES && za_policy_oom(pages << ZA_PAGE_SHIFT, ZA_ENOMEM_LIMIT);
+		     tries++) {
+			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
+			budget = za_policy_budget(policy);
+		}
 		if (budget < pages)
 			return ZA_ENOMEM_LIMIT;
 	}

@@ -57,6 +57,7 @@ static void fork_child(void)
 	za_background_reset_child();
 	za_prof_reset_child();
 	za_trace_reset_child();
+	za_policy_shrink_reset_child();
 }
 
 /* Where the exit report goes: a copy of the standard error the program

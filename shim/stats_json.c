@@ -214,6 +214,11 @@ void za_stats_json(struct za_out *o)
 		   U(st.background_wakeups));
 	za_out_fmt(o, "\"slow_path\":{\"rounds\":%llu,\"cache_drains\":%llu},", U(st.slowpath_rounds),
 		   U(st.cache_drains));
+	struct za_shrink_stats sh;
+	za_policy_shrink_stats(&sh);
+	za_out_fmt(o, "\"shrinkers\":{\"registered\":%u,\"rounds\":%llu,\"calls\":%llu,"
+		      "\"bytes_freed\":%llu,\"oom_calls\":%llu},",
+		   sh.shrinkers, U(sh.rounds), U(sh.calls), U(sh.bytes_freed), U(sh.oom_calls));
 	struct za_prof_stats ps;
 	za_prof_stats_get(&ps);
 	za_out_fmt(o, "\"heap_profile\":{\"active\":%s,\"rate_bytes\":%llu,\"samples\":%llu,"

@@ -18,7 +18,7 @@ def check(cond, what):
 
 check(s["schema"] == "zonealloc.stats" and s["version"] == 1, "schema and version")
 for key in ("options", "backend", "memory", "pages", "zones", "buddy", "tiers", "reclaim",
-            "slow_path", "heap_profile", "failures"):
+            "slow_path", "shrinkers", "heap_profile", "failures"):
     check(key in s, "section " + key)
 check(s["heap_profile"]["active"] is False and s["heap_profile"]["samples"] == 0,
       "heap_profile off: %r" % s["heap_profile"])
