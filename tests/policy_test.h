@@ -29,6 +29,18 @@
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
 
+/* A call that must fail with status `want` in `st` (a block it returns
+ * anyway is freed). */
+#define CHECK_STATUS(call, st, want)                                                \
+	do {                                                                        \
+		st = ZA_OK;                                                         \
+		void *p_ = (call);                                                  \
+		CHECK_MSG(!p_ && st == (want), "%s: %p status %s, want %s", #call,   \
+			  p_, za_status_str(st), za_status_str(want));               \
+		if (p_)                                                             \
+			za_free(p_);                                                \
+	} while (0)
+
 /* Reads /proc/self/statm field `field` (0: size, 1: resident) in bytes,
  * with open/read only: nothing here allocates. */
 static inline size_t statm_field(int field)

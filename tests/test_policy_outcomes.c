@@ -44,14 +44,6 @@ static size_t committed_pages(void)
 			za_free(p_);                                                \
 	} while (0)
 
-#define CHECK_STATUS(call, st, want)                                                \
-	do {                                                                        \
-		st = ZA_OK;                                                         \
-		void *p_ = (call);                                                  \
-		CHECK_MSG(!p_ && st == (want), "%s: %p status %s, want %s", #call,   \
-			  p_, za_status_str(st), za_status_str(want));               \
-	} while (0)
-
 /* The heap serves again: a top-order block, a run and a slab object. */
 static void check_usable(void)
 {

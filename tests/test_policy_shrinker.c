@@ -21,16 +21,6 @@
 #include "policy/policy.h"
 #include "tests/policy_test.h"
 
-#define CHECK_STATUS(call, st, want)                                                \
-	do {                                                                        \
-		st = ZA_OK;                                                         \
-		void *p_ = (call);                                                  \
-		CHECK_MSG(!p_ && st == (want), "%s: %p status %s, want %s", #call,   \
-			  p_, za_status_str(st), za_status_str(want));               \
-		if (p_)                                                             \
-			za_free(p_);                                                \
-	} while (0)
-
 #define LIMIT (32 * MiB)
 #define ENTRY (256 * KiB)
 #define MAX_ENTRIES 256
