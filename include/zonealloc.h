@@ -134,6 +134,29 @@ typedef bool (*za_oom_fn)(void *arg, size_t size, za_status status);
 void za_set_oom_handler(za_oom_fn fn, void *arg);
 
 /*
+ * Cooperative compaction: the program moves objects the heap points out
+ * (as Redis and Valkey do with jemalloc). za_defrag_hint(p) is true when
+ * moving p would help: its slab is under three quarters used and is not
+ * the one allocations go to. za_defrag_alloc(size) allocates from the
+ * fullest slab of the class with room, so moved objects pack together;
+ * za_defrag_free(p) frees the old copy. Emptied slabs go back to the buddy
+ * core (za_reclaim() returns their pages to the OS at once).
+ */
+bool za_defrag_hint(const void *p);
+void *za_defrag_alloc(size_t size);
+void za_defrag_free(void *p);
+
+/*
+ * The compaction hook: called when an allocation of `size` bytes is about
+ * to fail with ZA_ENOMEM_FRAGMENTED (pages enough, no block large enough),
+ * after the caches were drained. The program moves what it can (the defrag
+ * calls above) and returns true if it moved anything; the allocation is
+ * then tried again, at most 16 times. NULL removes it.
+ */
+typedef bool (*za_compact_fn)(void *arg, size_t size);
+void za_set_compaction_hook(za_compact_fn fn, void *arg);
+
+/*
  * Walks every zone and verifies the buddy invariants (see buddy/check.c).
  * Returns 0 when all hold. Otherwise returns -1 and, if `result` is not
  * NULL, fills it with the first broken invariant.

@@ -77,7 +77,7 @@ static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy
 	const size_t need = (size_t)1 << order;
 	bool os_refused = false;
 	void *p;
-	unsigned oom_tries = 0;
+	unsigned oom_tries = 0, compact_tries = 0;
 
 again:
 	for (unsigned round = 0;; round++) {
@@ -142,6 +142,15 @@ again:
 	}
 
 	za_status st = failure(policy, need, os_refused);
+	/* Pages enough but no block: the program may move objects (kernel:
+	 * compaction, bounded as its retries are). */
+	if (st == ZA_ENOMEM_FRAGMENTED && policy->may_reclaim && compact_tries < ZA_COMPACT_TRIES &&
+	    za_policy_compact(need << ZA_PAGE_SHIFT)) {
+		compact_tries++;
+		if ((p = try_alloc(order, policy)))
+			return p;
+		goto again;
+	}
 	/* Last, the program's OOM handler: on its word, all of it again, a
 	 * bounded number of times. */
 	if (policy->may_reclaim && oom_tries < ZA_OOM_TRIES &&

@@ -150,10 +150,13 @@ void za_policy_stats_get(struct za_policy_stats *out);
 size_t za_policy_shrink(size_t want);
 /* Asks the OOM handler; true: try again. */
 bool za_policy_oom(size_t size, za_status status);
+/* Asks the compaction hook; true: it moved objects (drained already). */
+bool za_policy_compact(size_t size);
 #define ZA_OOM_TRIES 16
+#define ZA_COMPACT_TRIES 16
 struct za_shrink_stats {
 	unsigned shrinkers;
-	uint64_t rounds, calls, bytes_freed, oom_calls;
+	uint64_t rounds, calls, bytes_freed, oom_calls, compaction_calls;
 };
 void za_policy_shrink_stats(struct za_shrink_stats *out);
 void za_policy_shrink_reset_child(void);

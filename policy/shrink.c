@@ -7,7 +7,8 @@
  * registration order, for what it still lacks after giving back the
  * heap's own free pages: the background reclaimer below the low
  * watermark, the slow path before it fails. The OOM handler is asked
- * last, before a typed ENOMEM, whether to try again.
+ * last, before a typed ENOMEM, whether to try again; the compaction hook,
+ * before a ZA_ENOMEM_FRAGMENTED, whether it moved objects.
  *
  * One round of shrinkers runs at a time, under shrink_lock, so that
  * za_unregister_shrinker can wait for a round that may be calling the one
@@ -95,6 +96,31 @@ ZA_EXPORT void za_set_oom_handler(za_oom_fn fn, void *arg)
 	atomic_store(&oom_fn, fn);
 }
 
+static _Atomic(za_compact_fn) compact_fn;
+static void *_Atomic compact_arg;
+static _Atomic uint64_t st_compact_calls;
+static __thread bool in_compact __attribute__((tls_model("initial-exec")));
+
+ZA_EXPORT void za_set_compaction_hook(za_compact_fn fn, void *arg)
+{
+	atomic_store(&compact_arg, arg);
+	atomic_store(&compact_fn, fn);
+}
+
+bool za_policy_compact(size_t size)
+{
+	za_compact_fn fn = atomic_load_explicit(&compact_fn, memory_order_acquire);
+	if (!fn || in_compact)
+		return false;
+	in_compact = true;
+	atomic_fetch_add_explicit(&st_compact_calls, 1, memory_order_relaxed);
+	bool moved = fn(atomic_load(&compact_arg), size);
+	in_compact = false;
+	if (moved)
+		za_policy_drain();   /* what the moves emptied, back to the zones */
+	return moved;
+}
+
 size_t za_policy_shrink(size_t want)
 {
 	if (atomic_load_explicit(&nr_shrinkers, memory_order_relaxed) == 0 || in_shrink || !want)
@@ -143,6 +169,7 @@ void za_policy_shrink_stats(struct za_shrink_stats *out)
 	out->calls = atomic_load(&st_calls);
 	out->bytes_freed = atomic_load(&st_bytes);
 	out->oom_calls = atomic_load(&st_oom_calls);
+	out->compaction_calls = atomic_load(&st_compact_calls);
 }
 
 /* fork: the child has no round in progress. */
@@ -151,4 +178,5 @@ void za_policy_shrink_reset_child(void)
 	pthread_mutex_init(&shrink_lock, NULL);
 	in_shrink = false;
 	in_oom = false;
+	in_compact = false;
 }

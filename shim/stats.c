@@ -94,12 +94,12 @@ ZA_EXPORT void za_stats_print(int fd)
 		   (unsigned long long)st.slowpath_rounds, (unsigned long long)st.cache_drains);
 	struct za_shrink_stats sh;
 	za_policy_shrink_stats(&sh);
-	if (sh.shrinkers || sh.rounds || sh.oom_calls)
+	if (sh.shrinkers || sh.rounds || sh.oom_calls || sh.compaction_calls)
 		za_dprintf(fd, "  shrinkers: %u registered, %llu rounds, %llu calls, %llu KiB freed; "
-			       "OOM handler called %llu times\n",
+			       "OOM handler called %llu times, compaction hook %llu\n",
 			   sh.shrinkers, (unsigned long long)sh.rounds, (unsigned long long)sh.calls,
 			   (unsigned long long)(sh.bytes_freed >> 10),
-			   (unsigned long long)sh.oom_calls);
+			   (unsigned long long)sh.oom_calls, (unsigned long long)sh.compaction_calls);
 	if (st.limit_bytes)
 		za_dprintf(fd, "  memory: %zu KiB committed of a %zu KiB limit, %zu KiB free and released\n",
 			   st.committed_bytes >> 10, st.limit_bytes >> 10,

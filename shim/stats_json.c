@@ -217,8 +217,9 @@ void za_stats_json(struct za_out *o)
 	struct za_shrink_stats sh;
 	za_policy_shrink_stats(&sh);
 	za_out_fmt(o, "\"shrinkers\":{\"registered\":%u,\"rounds\":%llu,\"calls\":%llu,"
-		      "\"bytes_freed\":%llu,\"oom_calls\":%llu},",
-		   sh.shrinkers, U(sh.rounds), U(sh.calls), U(sh.bytes_freed), U(sh.oom_calls));
+		      "\"bytes_freed\":%llu,\"oom_calls\":%llu,\"compaction_calls\":%llu},",
+		   sh.shrinkers, U(sh.rounds), U(sh.calls), U(sh.bytes_freed), U(sh.oom_calls),
+		   U(sh.compaction_calls));
 	struct za_prof_stats ps;
 	za_prof_stats_get(&ps);
 	za_out_fmt(o, "\"heap_profile\":{\"active\":%s,\"rate_bytes\":%llu,\"samples\":%llu,"

@@ -82,6 +82,21 @@ void za_slab_queue_remove(struct za_theap *heap, struct za_slab *slab)
 	slab->where = ZA_SLAB_NONE;
 }
 
+/* Defragmentation's allocations go to the fullest slab of the class with
+ * room (its queue is short: a walk), put at the front so that the next
+ * ones go there too until it is full; emptier slabs drain meanwhile. */
+void za_slab_defrag_target(struct za_theap *heap, unsigned cls)
+{
+	struct za_slab *best = NULL;
+	for (struct za_slab *s = heap->cur[cls]; s && s != &za_slab_empty; s = s->next)
+		if (s->used < s->capacity && (!best || s->used > best->used))
+			best = s;
+	if (best && best != heap->cur[cls]) {
+		za_slab_queue_remove(heap, best);
+		queue_push_front(heap, best);
+	}
+}
+
 static void full_push(struct za_theap *heap, struct za_slab *slab)
 {
 	slab->prev = NULL;

@@ -282,6 +282,8 @@ struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls);
 void za_slab_release(struct za_theap *heap, struct za_slab *slab);
 bool za_slab_collect(struct za_slab *slab);
 void za_slab_queue_remove(struct za_theap *heap, struct za_slab *slab);
+/* Makes the fullest slab of class `cls` with room the queue's head. */
+void za_slab_defrag_target(struct za_theap *heap, unsigned cls);
 void za_slab_full_remove(struct za_theap *heap, struct za_slab *slab);
 void za_slab_delayed_collect(struct za_theap *heap);
 

@@ -12,13 +12,19 @@
  *     failure after ZA_OOM_TRIES tries; one that answers "no" fails at
  *     once; one that drops the cache makes the allocation succeed;
  *   - ZA_F_NOFAIL keeps calling the OOM handler until it frees memory;
- *   - the report and the JSON count rounds, calls, bytes and OOM calls.
+ *   - the report and the JSON count rounds, calls, bytes and OOM calls;
+ *   - a compaction hook is asked before ZA_ENOMEM_FRAGMENTED: one that
+ *     moves the pinning blocks makes the allocation succeed, one that
+ *     moves nothing is asked once;
+ *   - za_defrag_hint picks the survivors of a 90% free, za_defrag_alloc
+ *     packs them, and the emptied slabs go back (committed memory drops).
  * Each case runs in a fresh forked child (tests/policy_test.h).
  */
 #include <pthread.h>
 
 #include "buddy/buddy.h"
 #include "policy/policy.h"
+#include "slab/slab.h"
 #include "tests/policy_test.h"
 
 #define LIMIT (32 * MiB)
@@ -274,11 +280,187 @@ static void case_nofail(void)
 	za_free(p);
 }
 
+/* Compaction: a zone of single pages, every other one freed: pages
+ * enough for an order-5 block, but no block. */
+#define ZONE_PAGES ((size_t)ZA_ZONE_PAGES)
+static void *pages[ZA_ZONE_PAGES + 64];
+static size_t npages;
+static int compact_calls;
+static size_t compact_size;
+
+static bool compact_move_all(void *arg, size_t size)
+{
+	CHECK(arg == (void *)pages);
+	compact_calls++;
+	compact_size = size;
+	/* "moves" the pinning pages away: frees them */
+	bool moved = false;
+	for (size_t i = 0; i < npages; i++)
+		if (pages[i]) {
+			za_free_pages(pages[i], 0);
+			pages[i] = NULL;
+			moved = true;
+		}
+	return moved;
+}
+
+static bool compact_nothing(void *arg, size_t size)
+{
+	(void)arg;
+	(void)size;
+	compact_calls++;
+	return false;
+}
+
+static void fragment(void)
+{
+	za_set_limit(ZONE_PAGES << ZA_PAGE_SHIFT);
+	za_status st = ZA_OK;
+	while (npages < ZONE_PAGES + 64) {
+		void *p = za_alloc_pages(0, ZA_F_HIGH, &st);
+		if (!p)
+			break;
+		pages[npages++] = p;
+	}
+	for (size_t i = 0; i < npages; i++) {
+		struct za_zone *zone = za_zone_of(pages[i]);
+		if (!(za_pfn_of(zone, pages[i]) & 1)) {
+			za_free_pages(pages[i], 0);
+			pages[i] = NULL;
+		}
+	}
+	za_drain_caches();
+}
+
+static void case_compaction(void)
+{
+	fragment();
+	za_status st = ZA_OK;
+	CHECK_STATUS(za_alloc_pages(5, ZA_F_NONE, &st), st, ZA_ENOMEM_FRAGMENTED);
+
+	za_set_compaction_hook(compact_nothing, NULL);
+	CHECK_STATUS(za_alloc_pages(5, ZA_F_NONE, &st), st, ZA_ENOMEM_FRAGMENTED);
+	CHECK_MSG(compact_calls == 1, "a hook that moves nothing: %d calls", compact_calls);
+
+	za_set_compaction_hook(compact_move_all, pages);
+	compact_calls = 0;
+	void *b = za_alloc_pages(5, ZA_F_NONE, &st);
+	CHECK_MSG(b && st == ZA_OK && compact_calls == 1 && compact_size == 32 * ZA_PAGE_SIZE,
+		  "a hook that moves: %s, %d calls, size %zu", za_status_str(st), compact_calls,
+		  compact_size);
+	za_free_pages(b, 5);
+	za_set_compaction_hook(NULL, NULL);
+	struct za_shrink_stats sh;
+	za_policy_shrink_stats(&sh);
+	CHECK(sh.compaction_calls == 2);
+	CHECK(za_buddy_check(NULL) == 0);
+}
+
+/* Defragmentation: 20,000 objects of 48 bytes, 90% freed at random; the
+ * survivors moved by the hint pack into few slabs and the rest go back. */
+#define NOBJ 20000
+static char *objs_d[NOBJ];
+
+static void case_defrag(void)
+{
+	struct test_rng r;
+	rng_seed(&r, 42);
+	for (int i = 0; i < NOBJ; i++) {
+		objs_d[i] = za_malloc(48);
+		memset(objs_d[i], (char)i, 48);
+	}
+	int live = 0;
+	for (int i = 0; i < NOBJ; i++)
+		if (rng_next(&r) % 10) {
+			za_free(objs_d[i]);
+			objs_d[i] = NULL;
+		} else {
+			live++;
+		}
+	za_reclaim();
+	size_t before = pt_stats().committed_bytes;
+	int hinted = 0;
+	for (int i = 0; i < NOBJ; i++)
+		hinted += objs_d[i] && za_defrag_hint(objs_d[i]);
+	CHECK_MSG(hinted > live * 8 / 10, "%d of %d sparse objects hinted", hinted, live);
+	void *run = za_malloc(64 * KiB);
+	int on_stack;
+	CHECK(!za_defrag_hint(run) && !za_defrag_hint(NULL) && !za_defrag_hint(&on_stack));
+	za_free(run);
+
+	int moves = 0;
+	for (int i = 0; i < NOBJ; i++) {
+		if (!objs_d[i] || !za_defrag_hint(objs_d[i]))
+			continue;
+		char *copy = za_defrag_alloc(48);
+		memcpy(copy, objs_d[i], 48);
+		za_defrag_free(objs_d[i]);
+		objs_d[i] = copy;
+		moves++;
+	}
+	za_reclaim();
+	size_t after = pt_stats().committed_bytes;
+	int still = 0, intact = 0;
+	for (int i = 0; i < NOBJ; i++)
+		if (objs_d[i]) {
+			still += za_defrag_hint(objs_d[i]);
+			intact += objs_d[i][0] == (char)i && objs_d[i][47] == (char)i;
+		}
+	CHECK_MSG(intact == live, "%d of %d objects intact", intact, live);
+	CHECK_MSG(still * 10 < live, "%d of %d still hinted after %d moves", still, live, moves);
+	/* ~20 slabs of 64 KiB held 2,000 objects; after: 2 or 3 */
+	CHECK_MSG(after + 512 * KiB < before, "committed %zu KiB before, %zu KiB after %d moves",
+		  before >> 10, after >> 10, moves);
+	for (int i = 0; i < NOBJ; i++)
+		za_free(objs_d[i]);
+	CHECK(za_buddy_check(NULL) == 0);
+}
+
+/* The moves fill the fullest slab first, and (after the first, made before
+ * there is a target) never move its objects: the first slab keeps 60% of
+ * its objects, the next nine 10%. */
+static void case_defrag_target(void)
+{
+	const int per_slab = 65536 / 48;
+	const int n = 10 * per_slab;
+	for (int i = 0; i < n; i++)
+		objs_d[i] = za_malloc(48);
+	struct za_slab *first = za_slab_of_object(objs_d[0]);
+	int in_first = 0;
+	for (int i = 0; i < n; i++) {
+		bool there = za_slab_of_object(objs_d[i]) == first;
+		in_first += there;
+		if ((there && i % 10 >= 6) || (!there && i % 10)) {
+			za_free(objs_d[i]);
+			objs_d[i] = NULL;
+		}
+	}
+	CHECK_MSG(in_first == per_slab, "%d objects in the first slab", in_first);
+	int moved_first = 0, moves = 0;
+	for (int i = 0; i < n; i++) {
+		if (!objs_d[i] || !za_defrag_hint(objs_d[i]))
+			continue;
+		moved_first += za_slab_of_object(objs_d[i]) == first;
+		char *copy = za_defrag_alloc(48);
+		za_defrag_free(objs_d[i]);
+		objs_d[i] = copy;
+		moves++;
+	}
+	/* The first move is hinted before any target is chosen. */
+	CHECK_MSG(moves > 0 && moved_first <= 1,
+		  "%d of %d moves took objects out of the fullest slab", moved_first, moves);
+	for (int i = 0; i < n; i++)
+		za_free(objs_d[i]);
+}
+
 int main(void)
 {
 	run_case("no_shrinker", case_no_shrinker, 60);
 	run_case("shrinker", case_shrinker, 60);
 	run_case("oom", case_oom, 60);
 	run_case("nofail", case_nofail, 60);
+	run_case("compaction", case_compaction, 60);
+	run_case("defrag", case_defrag, 60);
+	run_case("defrag_target", case_defrag_target, 60);
 	return test_done("test_policy_shrinker");
 }
