@@ -112,8 +112,10 @@ size_t za_reclaim(void);
  * for what its own free pages do not cover: the background reclaimer below
  * the low watermark, and the allocation slow path before it fails. The
  * callbacks may free and allocate; an allocation inside one never calls
- * the shrinkers again. At most 16. Returns an id (>= 0), or -1 with errno
- * EINVAL (a NULL callback) or ENOSPC.
+ * the shrinkers again. The background reclaimer (ZONEALLOC_BACKGROUND)
+ * calls them from its own thread, so a cache shared with the program's
+ * threads needs its lock. At most 16. Returns an id (>= 0), or -1 with
+ * errno EINVAL (a NULL callback) or ENOSPC.
  */
 typedef size_t (*za_shrink_count_fn)(void *arg);
 typedef size_t (*za_shrink_scan_fn)(void *arg, size_t bytes);
