@@ -3,7 +3,6 @@
  * page-level API that goes through it.
  */
 #include "policy/policy.h"
-#include "shim/trace.h"
 
 #include <string.h>
 #include <time.h>
@@ -52,13 +51,6 @@ static inline void *try_alloc(unsigned order, const struct za_policy *policy)
 	return za_buddy_alloc(order, za_policy_budget(policy));
 }
 
-/*
- * The slow path, in the kernel's order: wake the background reclaimer,
- * retry; reclaim directly; drain per-thread caches and empty slabs so
- * buddies can merge; grow by a zone if the limit allows; and go round again
- * only while the last round made progress, at most max_retries times
- * (NOFAIL: until it succeeds). Then the typed outcome.
- */
 /* Why an allocation of `need` pages fails. */
 static za_status failure(const struct za_policy *policy, size_t need, bool os_refused)
 {
@@ -71,6 +63,16 @@ static za_status failure(const struct za_policy *policy, size_t need, bool os_re
 	return ZA_ENOMEM_LIMIT;                 /* the limit caps the zones' span */
 }
 
+/*
+ * The slow path, in the kernel's order: wake the background reclaimer,
+ * retry; reclaim directly; drain per-thread caches and empty slabs so
+ * buddies can merge; grow by a zone if the limit allows; and go round again
+ * only while the last round made progress, at most max_retries times
+ * (NOFAIL: until it succeeds). Each round also asks the program's
+ * shrinkers (shrink.c); after the last, its compaction hook when the
+ * failure is fragmentation, then its OOM handler, each of which may start
+ * the rounds again, a bounded number of times. Then the typed outcome.
+ */
 static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy,
 				  za_status *status)
 {
@@ -234,7 +236,7 @@ static void *page_alloc_fail(za_status *status, za_status st)
 	return NULL;
 }
 
-static void *alloc_pages(unsigned int order, za_flags flags, za_status *status)
+void *za_policy_alloc_pages(unsigned int order, za_flags flags, za_status *status)
 {
 	struct za_policy policy;
 	za_status st = za_policy_from_flags(flags, &policy);
@@ -251,14 +253,14 @@ static void *alloc_pages(unsigned int order, za_flags flags, za_status *status)
 	return p;
 }
 
-static void free_pages(void *block, unsigned int order)
+void za_policy_free_pages(void *block, unsigned int order)
 {
 	if (!block)
 		return;
 	za_buddy_free(block, order);
 }
 
-static void *alloc_pages_exact(size_t npages, za_flags flags, za_status *status)
+void *za_policy_alloc_pages_exact(size_t npages, za_flags flags, za_status *status)
 {
 	struct za_policy policy;
 	za_status st = za_policy_from_flags(flags, &policy);
@@ -278,58 +280,13 @@ static void *alloc_pages_exact(size_t npages, za_flags flags, za_status *status)
 	return p;
 }
 
-static void free_pages_exact(void *run, size_t npages)
+void za_policy_free_pages_exact(void *run, size_t npages)
 {
 	if (!run)
 		return;
 	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES)
 		za_fatal("za_free_pages_exact(%p): %zu pages is not a run size", run, npages);
 	za_buddy_free_run(run, (uint32_t)npages);
-}
-
-/* The page calls, recorded while calls are traced (shim/trace.h). */
-ZA_EXPORT void *za_alloc_pages(unsigned int order, za_flags flags, za_status *status)
-{
-	struct za_trace_call c;
-	if (likely(!za_trace_on) || !za_trace_begin(&c))
-		return alloc_pages(order, flags, status);
-	void *p = alloc_pages(order, flags, status);
-	size_t bytes = order < ZA_MAX_ORDER ? ZA_PAGE_SIZE << order : 0;
-	za_trace_end(&c, ZA_TOP_ALLOC_PAGES, p, bytes, flags, bytes, p ? 0 : ZA_TRACE_FAILED);
-	return p;
-}
-
-ZA_EXPORT void za_free_pages(void *block, unsigned int order)
-{
-	struct za_trace_call c;
-	if (likely(!za_trace_on) || !block || !za_trace_begin(&c)) {
-		free_pages(block, order);
-		return;
-	}
-	free_pages(block, order);
-	za_trace_end(&c, ZA_TOP_FREE_PAGES, block, ZA_PAGE_SIZE << order, 0, 0, 0);
-}
-
-ZA_EXPORT void *za_alloc_pages_exact(size_t npages, za_flags flags, za_status *status)
-{
-	struct za_trace_call c;
-	if (likely(!za_trace_on) || !za_trace_begin(&c))
-		return alloc_pages_exact(npages, flags, status);
-	void *p = alloc_pages_exact(npages, flags, status);
-	za_trace_end(&c, ZA_TOP_ALLOC_PAGES, p, npages * ZA_PAGE_SIZE, flags, ZA_PAGE_SIZE,
-		     p ? 0 : ZA_TRACE_FAILED);
-	return p;
-}
-
-ZA_EXPORT void za_free_pages_exact(void *run, size_t npages)
-{
-	struct za_trace_call c;
-	if (likely(!za_trace_on) || !run || !za_trace_begin(&c)) {
-		free_pages_exact(run, npages);
-		return;
-	}
-	free_pages_exact(run, npages);
-	za_trace_end(&c, ZA_TOP_FREE_PAGES, run, npages * ZA_PAGE_SIZE, 0, 0, 0);
 }
 
 void za_tls_status_clear(void)

@@ -145,6 +145,12 @@ struct za_policy_stats {
 };
 void za_policy_stats_get(struct za_policy_stats *out);
 
+/* The public page calls' bodies (shim/api.c exports them, traced). */
+void *za_policy_alloc_pages(unsigned int order, za_flags flags, za_status *status);
+void za_policy_free_pages(void *block, unsigned int order);
+void *za_policy_alloc_pages_exact(size_t npages, za_flags flags, za_status *status);
+void za_policy_free_pages_exact(void *run, size_t npages);
+
 /* Shrinkers and the OOM handler (shrink.c). Asks the shrinkers for `want`
  * bytes; returns the bytes they freed (drained back already). */
 size_t za_policy_shrink(size_t want);

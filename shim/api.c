@@ -145,3 +145,48 @@ ZA_EXPORT void *za_alloc(size_t size, size_t align, za_flags flags, za_status *s
 	}
 	return p;
 }
+
+/* The page calls (policy/alloc.c), recorded while calls are traced. */
+ZA_EXPORT void *za_alloc_pages(unsigned int order, za_flags flags, za_status *status)
+{
+	struct za_trace_call c;
+	if (likely(!za_trace_on) || !za_trace_begin(&c))
+		return za_policy_alloc_pages(order, flags, status);
+	void *p = za_policy_alloc_pages(order, flags, status);
+	size_t bytes = order < ZA_MAX_ORDER ? ZA_PAGE_SIZE << order : 0;
+	za_trace_end(&c, ZA_TOP_ALLOC_PAGES, p, bytes, flags, bytes, p ? 0 : ZA_TRACE_FAILED);
+	return p;
+}
+
+ZA_EXPORT void za_free_pages(void *block, unsigned int order)
+{
+	struct za_trace_call c;
+	if (likely(!za_trace_on) || !block || !za_trace_begin(&c)) {
+		za_policy_free_pages(block, order);
+		return;
+	}
+	za_policy_free_pages(block, order);
+	za_trace_end(&c, ZA_TOP_FREE_PAGES, block, ZA_PAGE_SIZE << order, 0, 0, 0);
+}
+
+ZA_EXPORT void *za_alloc_pages_exact(size_t npages, za_flags flags, za_status *status)
+{
+	struct za_trace_call c;
+	if (likely(!za_trace_on) || !za_trace_begin(&c))
+		return za_policy_alloc_pages_exact(npages, flags, status);
+	void *p = za_policy_alloc_pages_exact(npages, flags, status);
+	za_trace_end(&c, ZA_TOP_ALLOC_PAGES, p, npages * ZA_PAGE_SIZE, flags, ZA_PAGE_SIZE,
+		     p ? 0 : ZA_TRACE_FAILED);
+	return p;
+}
+
+ZA_EXPORT void za_free_pages_exact(void *run, size_t npages)
+{
+	struct za_trace_call c;
+	if (likely(!za_trace_on) || !run || !za_trace_begin(&c)) {
+		za_policy_free_pages_exact(run, npages);
+		return;
+	}
+	za_policy_free_pages_exact(run, npages);
+	za_trace_end(&c, ZA_TOP_FREE_PAGES, run, npages * ZA_PAGE_SIZE, 0, 0, 0);
+}

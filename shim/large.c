@@ -91,15 +91,8 @@ void za_shim_free_other(void *p)
 	struct za_trace_call c;
 	bool recording = unlikely(za_trace_on) && za_trace_begin(&c);
 	uintptr_t e = za_region_entry(p);
-	if (e & ZA_REGION_TAG_TRACED) {
-		/* free's inline path, for a zone whose frees are recorded */
-		struct za_zone *zone = (struct za_zone *)(e & ~ZA_REGION_TAGS);
-		uint32_t pfn = za_pfn_of(zone, p);
-		unsigned so = zone->slab_map[pfn];
-		if (so)
-			za_slab_free(za_shim_slab_checked(zone, pfn, so, p, "free"), p);
-		else
-			za_shim_free_run(zone, pfn, p);
+	if (e & ZA_REGION_TAG_TRACED) {   /* a zone whose frees are recorded */
+		za_shim_free_in_zone((struct za_zone *)(e & ~ZA_REGION_TAGS), p);
 	} else {
 		za_shim_free_slow(p, "free");
 	}

@@ -143,18 +143,23 @@ static inline struct za_slab *za_shim_slab_of(void *p, const char *call)
  * else one tail call away, so the slab path saves no registers. NULL has
  * no zone (slot 0 is never one) and is told apart off the fast path.
  */
+/* free of p, which is in `zone`: a slab object, or a run (else misuse). */
+static inline void za_shim_free_in_zone(struct za_zone *zone, void *p)
+{
+	uint32_t pfn = za_pfn_of(zone, p);
+	unsigned so = zone->slab_map[pfn];
+	if (likely(so)) {
+		za_slab_free(za_shim_slab_checked(zone, pfn, so, p, "free"), p);
+		return;
+	}
+	za_shim_free_run(zone, pfn, p);
+}
+
 static inline void za_shim_free(void *p)
 {
 	uintptr_t e = za_region_entry(p);
 	if (likely(e & ZA_REGION_TAG_ZONE)) {
-		struct za_zone *zone = (struct za_zone *)(e - ZA_REGION_TAG_ZONE);
-		uint32_t pfn = za_pfn_of(zone, p);
-		unsigned so = zone->slab_map[pfn];
-		if (likely(so)) {
-			za_slab_free(za_shim_slab_checked(zone, pfn, so, p, "free"), p);
-			return;
-		}
-		za_shim_free_run(zone, pfn, p);
+		za_shim_free_in_zone((struct za_zone *)(e - ZA_REGION_TAG_ZONE), p);
 		return;
 	}
 	if (p)

@@ -31,6 +31,7 @@ struct tbuf {
 	atomic_flag busy;           /* held while appending or writing out */
 	_Atomic bool owned;         /* a live thread appends here */
 	uint32_t n;
+	uint64_t written;           /* records written out from here */
 	struct tbuf *next;          /* every buffer ever made */
 	struct za_trace_record rec[TBUF_RECORDS];
 };
@@ -43,7 +44,7 @@ static const char *trace_pattern;
 static char trace_name[4096];
 static uint64_t trace_t0;
 static _Atomic uint32_t next_thread;
-static _Atomic uint64_t recorded, dropped;
+static _Atomic uint64_t dropped;
 static _Atomic(struct tbuf *) buffers;
 static bool exiting;
 static pthread_key_t buf_key;
@@ -76,8 +77,10 @@ static void spin_unlock(struct tbuf *b)
 /* Writes out b's records; b is held. */
 static void tbuf_write(struct tbuf *b)
 {
-	if (b->n && trace_fd >= 0)
+	if (b->n && trace_fd >= 0) {
 		za_os_write(trace_fd, (const char *)b->rec, b->n * sizeof b->rec[0]);
+		b->written += b->n;
+	}
 	b->n = 0;
 }
 
@@ -109,6 +112,7 @@ static struct tbuf *tbuf_take(void)
 		atomic_flag_clear(&b->busy);
 		atomic_store(&b->owned, true);
 		b->n = 0;
+		b->written = 0;
 		b->next = atomic_load(&buffers);
 		while (!atomic_compare_exchange_weak(&buffers, &b->next, b))
 			;
@@ -161,7 +165,6 @@ void za_trace_end(struct za_trace_call *c, enum za_trace_op op, const void *addr
 	if (unlikely(exiting))
 		tbuf_write(b);   /* calls after the exit's write-out */
 	spin_unlock(b);
-	atomic_fetch_add_explicit(&recorded, 1, memory_order_relaxed);
 	tt.inside = false;
 	errno = saved;
 }
@@ -244,13 +247,15 @@ void za_trace_exit(void)
 		return;
 	pthread_mutex_lock(&trace_lock);
 	exiting = true;
+	uint64_t n = 0;
 	for (struct tbuf *b = atomic_load(&buffers); b; b = b->next) {
 		spin_lock(b);
 		tbuf_write(b);
+		n += b->written;
 		spin_unlock(b);
 	}
 	pthread_mutex_unlock(&trace_lock);
-	uint64_t n = atomic_load(&recorded), lost = atomic_load(&dropped);
+	uint64_t lost = atomic_load(&dropped);
 	za_dprintf(report_fd, "zonealloc: trace: %llu calls of %u threads recorded into %s%s",
 		   (unsigned long long)n, atomic_load(&next_thread), trace_name,
 		   lost ? "" : "\n");
@@ -285,12 +290,12 @@ void za_trace_reset_child(void)
 	/* The parent writes its own records; the other threads are gone. */
 	for (struct tbuf *b = atomic_load(&buffers); b; b = b->next) {
 		b->n = 0;
+		b->written = 0;
 		if (b != tt.buf)
 			atomic_store(&b->owned, false);
 		spin_unlock(b);
 	}
 	pthread_mutex_init(&trace_lock, NULL);
-	atomic_store(&recorded, 0);
 	atomic_store(&dropped, 0);
 	close(trace_fd);
 	trace_fd = trace_open();
