@@ -7,6 +7,7 @@
 #define ZA_OS_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,7 +66,13 @@ size_t za_fmt_path(char *buf, size_t cap, const char *pattern);
 void za_fatal(const char *fmt, ...)
 	__attribute__((noreturn, cold, format(printf, 1, 2)));
 
-/* Prints the calling thread's stack to fd (no-op without libunwind). */
+/* Backtraces (backtrace.c), from libunwind loaded on first use.
+ * za_backtrace prints the calling thread's stack to fd, or a line saying
+ * why there is none; za_backtrace_pcs stores up to max return addresses
+ * and returns how many (0 without libunwind); za_unwind_load loads it
+ * ahead of use and says whether it could. */
 void za_backtrace(int fd);
+int za_backtrace_pcs(void **pcs, int max);
+bool za_unwind_load(void);
 
 #endif

@@ -1,19 +1,13 @@
 /*
  * Diagnostics without allocation: a tiny formatter into caller buffers, the
- * fatal reporter used for misuse and corruption, and backtraces.
+ * fatal reporter used for misuse and corruption (backtraces: backtrace.c).
  */
-#include "config.h"   /* HAVE_LIBUNWIND: without it no trace is compiled in */
 #include "os/os.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#ifdef HAVE_LIBUNWIND
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-#endif
 
 struct za_out {
 	char *buf;
@@ -152,27 +146,6 @@ void za_dprintf(int fd, const char *fmt, ...)
 	size_t n = za_vfmt(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	za_os_write(fd, buf, n);
-}
-
-void za_backtrace(int fd)
-{
-#ifdef HAVE_LIBUNWIND
-	unw_context_t ctx;
-	unw_cursor_t cur;
-	if (unw_getcontext(&ctx) || unw_init_local(&cur, &ctx))
-		return;
-	for (int depth = 0; depth < 32 && unw_step(&cur) > 0; depth++) {
-		unw_word_t ip = 0, off = 0;
-		char name[128];
-		unw_get_reg(&cur, UNW_REG_IP, &ip);
-		if (unw_get_proc_name(&cur, name, sizeof name, &off))
-			za_fmt(name, sizeof name, "?");
-		za_dprintf(fd, "  #%d %p %s+0x%lx\n", depth, (void *)ip, name,
-			   (unsigned long)off);
-	}
-#else
-	za_dprintf(fd, "  (no backtrace: built without libunwind)\n");
-#endif
 }
 
 void za_fatal(const char *fmt, ...)

@@ -6,10 +6,9 @@
  *
  * Nothing here calls malloc: records are meta memory, output goes through
  * write(2) from a fixed buffer, and the stack comes from libunwind's local
- * unw_backtrace. A thread that is recording does not sample (libunwind or
- * the loader may allocate on its first use).
+ * unw_backtrace, loaded when profiling starts (os/backtrace.c). A thread
+ * that is recording does not sample (libunwind may allocate on first use).
  */
-#include "config.h"   /* HAVE_LIBUNWIND */
 #include "shim/prof.h"
 #include "shim/trace.h"
 
@@ -21,11 +20,6 @@
 
 #include "shim/backend.h"
 #include "shim/shim.h"
-
-#ifdef HAVE_LIBUNWIND
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-#endif
 
 #define PROF_DEPTH 32
 
@@ -105,9 +99,8 @@ static void *plain_alloc(size_t size, bool zero)
 
 static uint32_t capture(void **pcs, void *caller)
 {
-#ifdef HAVE_LIBUNWIND
 	void *buf[PROF_DEPTH + 8];
-	int n = unw_backtrace(buf, PROF_DEPTH + 8);
+	int n = za_backtrace_pcs(buf, PROF_DEPTH + 8);
 	for (int i = 0; i < n; i++) {
 		if (buf[i] != caller)
 			continue;
@@ -115,7 +108,6 @@ static uint32_t capture(void **pcs, void *caller)
 		memcpy(pcs, buf + i, (size_t)d * sizeof *pcs);
 		return (uint32_t)d;
 	}
-#endif
 	pcs[0] = caller;
 	return 1;
 }
@@ -433,6 +425,7 @@ void za_prof_start(size_t rate, const char *path, bool on_sigusr2_too, int repor
 	memcpy(prof_path, path, n);
 	prof_path[n] = 0;
 	prof_report_fd = report_fd;
+	za_unwind_load();   /* before the first sample: the loader allocates */
 	atomic_store(&prof_on, true);
 	za_tls.prof_left = 0;   /* this thread draws at its next allocation */
 	if (on_sigusr2_too) {

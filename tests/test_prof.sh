@@ -2,7 +2,8 @@
 # Sampled heap profiling (ZONEALLOC_PROF): a program that leaks from two
 # known sites is profiled under the preload; google-pprof --text must name
 # both sites with their live bytes within 10% of the truth, and not name
-# the site whose blocks were all freed. Also: SIGUSR2 writes a numbered
+# the site whose blocks were all freed, with whole stacks (main's
+# cumulative bytes are its callee's). Also: SIGUSR2 writes a numbered
 # profile, the text summary arrives on stderr, profiling is off by default,
 # and the launcher's --prof gives the same. Skipped (77) with a message
 # only where google-pprof (package google-perftools) is missing.
@@ -35,6 +36,11 @@ check_profile() {   # file, label
 	else bad "$2: leak_large_site ${large:-missing} bytes, truth 20000000"; cat "$tmp/text"; fi
 	if [ -z "$churn" ]; then ok "$2: churn_site (all freed) is not in the live profile"
 	else bad "$2: churn_site, all freed, shows ${churn} live bytes"; fi
+	# Whole stacks, not only the call site (libunwind, loaded when
+	# profiling starts): main's cumulative bytes take in leak_small_site's.
+	main_cum=$(awk '$6 == "main" { print $4; exit }' "$tmp/text")
+	if within "${main_cum:-}" 30000000; then ok "$2: main's cumulative ${main_cum} bytes (its callee's 30000000)"
+	else bad "$2: main's cumulative bytes ${main_cum:-missing}, not its callee's 30000000: no stacks"; fi
 }
 
 cd "$tmp"
