@@ -566,6 +566,33 @@ uint64_t wl_survivors(const struct wl_args *a)
 	return (uint64_t)a->iters * k;
 }
 
+/* ---- a large random-access table (huge pages) ---- */
+
+/*
+ * A 1 GiB open-addressing hash table of 64-bit keys: allocated, cleared,
+ * then `iters` random keys inserted with linear probing. Every insert
+ * lands on a random page, so the time is the TLB's: with 4 KiB pages the
+ * table needs 262,144 TLB entries, with 2 MiB pages 512 (ZONEALLOC_THP).
+ */
+uint64_t wl_hash_1g(const struct wl_args *a)
+{
+	const size_t slots = (size_t)1 << 27;   /* x 8 B = 1 GiB */
+	uint64_t *table = xmalloc(slots * sizeof *table, "hash_1g");
+	memset(table, 0, slots * sizeof *table);
+	struct wl_rng r;
+	wl_rng_seed(&r, a->seed);
+	for (long i = 0; i < a->iters; i++) {
+		uint64_t key = wl_rng_next(&r) | 1;
+		size_t at = (size_t)(key * 0x9e3779b97f4a7c15ull >> 37);
+		while (table[at] && table[at] != key)
+			at = (at + 1) & (slots - 1);
+		table[at] = key;
+	}
+	escape(table);
+	free(table);
+	return (uint64_t)a->iters;
+}
+
 /* ---- the table ---- */
 
 #define PAIR(nm, sz, it) \
@@ -606,6 +633,8 @@ const struct workload wl_table[] = {
 	  wl_calloc_large, 0, 1, 0, 4000, 400, 0 },
 	{ "rss_cycle", "3 days: grow ~N KiB, free 90%, idle lightly 1.5 s; RSS at each peak and night",
 	  wl_rss_cycle, 0, 1, WL_NO_WARMUP | WL_SLOW, 262144, 65536, 0 },
+	{ "hash_1g", "1 GiB open-addressing table: cleared, then N random 64-bit inserts",
+	  wl_hash_1g, 0, 1, WL_NO_WARMUP | WL_SLOW, 20000000, 2000000, 0 },
 	SURVIVORS("16", 16, 64, 160000),
 	SURVIVORS("128", 128, 40, 160000),
 	SURVIVORS("392", 392, 40, 160000),

@@ -71,6 +71,7 @@ uint64_t wl_frag(const struct wl_args *a);
 uint64_t wl_calloc_large(const struct wl_args *a);
 uint64_t wl_rss_cycle(const struct wl_args *a);
 uint64_t wl_survivors(const struct wl_args *a);
+uint64_t wl_hash_1g(const struct wl_args *a);
 
 /* Resident set now (/proc/self/statm), and peak (VmHWM in
  * /proc/self/status), in KiB; -1 when /proc cannot be read. Neither

@@ -326,6 +326,9 @@ void za_buddy_free_run(void *run, uint32_t npages);
 /* Gives a run whose head the caller found in state ZA_PG_RUN back to its
  * zone, past the per-thread cache. */
 void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn);
+/* Gives the zones mapped so far ZONEALLOC_THP's advice (new ones get it
+ * when mapped): the option is read after the first allocations. */
+void za_zones_thp_advise(void);
 /* Shrinks or grows a run in place; false (run unchanged) when the pages
  * after it are not free, or (unless into_released) not all resident. */
 bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released);

@@ -69,7 +69,12 @@ static unsigned __isolate(struct za_zone *zone, uint64_t now, uint64_t min_age_m
 {
 	unsigned n = 0;
 	*pages = 0;
-	for (int k = ZA_MAX_ORDER - 1; k >= 0 && n < ISOLATE_BATCH && *pages < want_pages; k--) {
+	/* Zones on huge pages (ZONEALLOC_THP=always): the decay gives back
+	 * whole 2 MiB blocks only, since a smaller madvise splits the huge
+	 * page under it; direct reclaim (no age) takes what it needs. */
+	int min_order = za_thp_mode == ZA_THP_ALWAYS && min_age_ms ? ZA_THP_ORDER : 0;
+	for (int k = ZA_MAX_ORDER - 1; k >= min_order && n < ISOLATE_BATCH && *pages < want_pages;
+	     k--) {
 		for (uint32_t pfn = zone->free_head[k];
 		     pfn != ZA_PFN_NONE && *budget && n < ISOLATE_BATCH && *pages < want_pages;
 		     pfn = zone->pages[pfn].next) {

@@ -124,6 +124,7 @@ za_status za_zone_grow(unsigned order)
 		st = ZA_ENOMEM_OS;
 		goto out;
 	}
+	za_os_thp_advise(base, ZA_ZONE_SIZE, true);
 	zone->region.base = (uintptr_t)base;
 	zone->region.size = ZA_ZONE_SIZE;
 	zone->region.kind = ZA_REGION_ZONE;
@@ -204,6 +205,16 @@ size_t za_buddy_free_pages_total(void)
 
 /* Fork: every zone lock is taken (zones lock first, then by index, the
  * order the release path uses) and the child re-creates them. */
+void za_zones_thp_advise(void)
+{
+	pthread_mutex_lock(&za_zones_lock);
+	int n = atomic_load(&za_nr_zones);
+	for (int i = 0; i < n; i++)
+		if (atomic_load(&za_zones[i].active))
+			za_os_thp_advise((void *)za_zones[i].region.base, ZA_ZONE_SIZE, true);
+	pthread_mutex_unlock(&za_zones_lock);
+}
+
 void za_buddy_lock_all(void)
 {
 	pthread_mutex_lock(&za_zones_lock);

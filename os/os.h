@@ -35,6 +35,15 @@ int za_os_decommit(void *addr, size_t size);
  * then they keep their contents. */
 int za_os_lazy_free(void *addr, size_t size);
 
+/* Transparent huge pages (thp.c): ZONEALLOC_THP's mode, the advice for a
+ * new zone (`zone`) or huge mapping, and AnonHugePages of the process in
+ * KiB (-1 where /proc cannot say). */
+enum { ZA_THP_NEVER, ZA_THP_MADVISE, ZA_THP_ALWAYS };
+extern int za_thp_mode;
+#define ZA_THP_ORDER 9   /* a 2 MiB page, in 4 KiB pages' orders */
+void za_os_thp_advise(void *addr, size_t size, bool zone);
+long za_os_anon_huge_kb(void);
+
 /* membarrier(2), private expedited: once registered, za_os_membarrier
  * makes every other running thread of the process execute a full memory
  * barrier before it returns. */

@@ -86,6 +86,9 @@ void za_preload_init(void)
 		report_fd_open();
 	za_reclaim_set_mode(za_option(ZA_OPT_RECLAIM) == 1 ? ZA_RELEASE_FREE : ZA_RELEASE_DONTNEED);
 	za_policy_set_decay_ms((uint64_t)za_option(ZA_OPT_DECAY_MS));
+	za_thp_mode = (int)za_option(ZA_OPT_THP);
+	if (za_thp_mode != ZA_THP_MADVISE)
+		za_zones_thp_advise();   /* (mapped before the options were read) */
 	if (za_option(ZA_OPT_LIMIT))
 		za_policy_set_limit((size_t)za_option(ZA_OPT_LIMIT));
 	za_background_enable(za_option(ZA_OPT_BACKGROUND) != 0);

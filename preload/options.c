@@ -90,6 +90,10 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			   "result, thread, time) into FILE, for zonealloc-replay and "
 			   "zonealloc-trace",
 			   .path = trace_path },
+	[ZA_OPT_THP] = { "THP", OPT_CHOICE, 1, 0, 0, { "never", "madvise", "always", 0 }, "madvise",
+			 "never, madvise or always",
+			 "transparent huge pages: never for none, madvise for huge allocations "
+			 "(above 4 MiB), always for the zones too" },
 };
 
 

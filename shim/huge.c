@@ -113,6 +113,13 @@ static bool mapping_resize(struct za_huge *h, size_t mapped)
 	if (mapped == old)
 		return true;
 	if (mapped < old) {
+		/* On huge pages, cut at a 2 MiB boundary: a cut inside one
+		 * splits it into 512 small ones (the mapping keeps the rest). */
+		size_t huge = (size_t)ZA_PAGE_SIZE << ZA_THP_ORDER;
+		if (za_thp_mode != ZA_THP_NEVER && ((mapped + huge - 1) & ~(huge - 1)) < old)
+			mapped = (mapped + huge - 1) & ~(huge - 1);
+		else if (za_thp_mode != ZA_THP_NEVER)
+			return true;   /* (less than a huge page to cut) */
 		za_os_unmap((char *)base + mapped, old - mapped);
 		za_policy_uncharge((old - mapped) >> ZA_PAGE_SHIFT);
 		h->region.size = mapped;
@@ -197,11 +204,12 @@ void *za_huge_alloc(size_t size, size_t align, bool zero)
 		za_policy_uncharge(mapped >> ZA_PAGE_SHIFT);
 		return za_shim_nomem(err == ENOMEM ? ZA_ENOMEM_OS : ZA_ENOMEM_TOO_LARGE);
 	}
+	za_os_thp_advise(base, mapped, false);
 	h->region.base = (uintptr_t)base;
 	h->region.size = mapped;
 	h->region.kind = ZA_REGION_HUGE;
 publish:
-	h->usable = h->region.size;
+	h->usable = mapped;   /* (the mapping may be longer: cut at 2 MiB) */
 	h->prof = NULL;
 	pthread_mutex_lock(&huge_lock);
 	za_region_register(&h->region);
@@ -256,8 +264,10 @@ void *za_huge_resize(struct za_huge *h, size_t size)
 	if (mapped < size || mapped >= ((size_t)1 << ZA_VA_BITS))
 		return NULL;
 	size_t old = h->region.size;
-	if (mapped == old)
+	if (mapped == old) {
+		h->usable = mapped;
 		return (void *)h->region.base;
+	}
 	pthread_mutex_lock(&huge_lock);
 	za_region_unregister(&h->region);
 	pthread_mutex_unlock(&huge_lock);
@@ -265,7 +275,7 @@ void *za_huge_resize(struct za_huge *h, size_t size)
 	pthread_mutex_lock(&huge_lock);
 	if (ok) {
 		huge_bytes += h->region.size - old;
-		h->usable = h->region.size;
+		h->usable = mapped;
 	}
 	za_region_register(&h->region);
 	pthread_mutex_unlock(&huge_lock);

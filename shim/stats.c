@@ -124,6 +124,14 @@ ZA_EXPORT void za_stats_print(int fd)
 	za_dprintf(fd, "  huge: %zu mappings, %zu KiB; %zu freed ones kept (%zu KiB), %llu reused\n",
 		   hs.count, hs.bytes >> 10, hs.cached, hs.cached_bytes >> 10,
 		   (unsigned long long)hs.reused);
+	static const char *const thp_modes[] = { "never", "madvise", "always" };
+	long huge_kb = za_os_anon_huge_kb();
+	if (huge_kb >= 0)
+		za_dprintf(fd, "  huge pages: %ld KiB of AnonHugePages in the process (THP %s)\n",
+			   huge_kb, thp_modes[za_thp_mode]);
+	else
+		za_dprintf(fd, "  huge pages: AnonHugePages unknown (no /proc/self/smaps_rollup; THP %s)\n",
+			   thp_modes[za_thp_mode]);
 	za_dprintf(fd, "  reclaim: %llu passes, %llu pages released in %llu madvise calls, "
 		   "%llu decay passes, %llu pages by direct reclaim, %llu background wakeups\n",
 		   (unsigned long long)st.reclaim_passes, (unsigned long long)st.reclaimed_pages,

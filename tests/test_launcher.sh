@@ -17,7 +17,7 @@ v=$("$launcher" --version)
 "$launcher" --help | grep -q '^usage: zonealloc \[OPTIONS\] \[--\] PROGRAM' && ok "--help" || bad "--help"
 # --options prints the library's table: every option the library reads.
 opts=$("$launcher" --options | grep -o '^ZONEALLOC_[A-Z0-9_]*' | tr '\n' ' ')
-[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE ZONEALLOC_PROF ZONEALLOC_PROF_RATE ZONEALLOC_PROF_FILE ZONEALLOC_PROF_SIGUSR2 ZONEALLOC_TRACE " ] &&
+[ "$opts" = "ZONEALLOC_STATS ZONEALLOC_CHECK ZONEALLOC_LIMIT ZONEALLOC_DECAY_MS ZONEALLOC_RECLAIM ZONEALLOC_BACKGROUND ZONEALLOC_BACKEND ZONEALLOC_FALLBACK ZONEALLOC_VERBOSE ZONEALLOC_PROF ZONEALLOC_PROF_RATE ZONEALLOC_PROF_FILE ZONEALLOC_PROF_SIGUSR2 ZONEALLOC_TRACE ZONEALLOC_THP " ] &&
 	ok "--options: $opts" || bad "--options: '$opts'"
 
 # zonealloc --stats sort FILE: sorted output, the report on stderr.
@@ -84,6 +84,10 @@ refuse "ZONEALLOC_DECAY_MS takes milliseconds" --decay soon
 refuse "ZONEALLOC_RECLAIM takes dontneed or free" --reclaim=never
 refuse "unknown option: --frobnicate" --frobnicate
 refuse "ZONEALLOC_BACKEND takes zonealloc, mimalloc or libc" --backend jemalloc
+refuse "ZONEALLOC_THP takes never, madvise or always" --thp sometimes
+out=$("$launcher" --thp never --stats true 2>&1)
+grep -q '^  huge pages: [0-9]* KiB of AnonHugePages in the process (THP never)$' <<<"$out" &&
+	ok "--thp never: the report says so" || bad "--thp never: '$(grep 'huge pages' <<<"$out")'"
 
 # zonealloc --backend mimalloc sqlite3: mimalloc serves, zonealloc reports.
 out=$("$launcher" --backend mimalloc --stats --verbose sqlite3 :memory: \

@@ -68,6 +68,7 @@ refused ZONEALLOC_DECAY_MS=-5 "ZONEALLOC_DECAY_MS takes milliseconds, 0 to 86400
 refused ZONEALLOC_DECAY_MS=10s "ZONEALLOC_DECAY_MS takes milliseconds, 0 to 86400000"
 refused ZONEALLOC_RECLAIM=bogus "ZONEALLOC_RECLAIM takes dontneed or free"
 refused ZONEALLOC_CHECK=maybe "ZONEALLOC_CHECK takes 0 or 1"
+refused ZONEALLOC_THP=yes "ZONEALLOC_THP takes never, madvise or always"
 refused ZONEALLOC_STATS= "ZONEALLOC_STATS takes 0, 1, text or json, or a FILE name (%p: the process id)"
 
 # A limit at the minimum is honoured: the report shows it.
@@ -76,6 +77,20 @@ if grep -q 'committed of a 1024 KiB limit' <<<"$out"; then
 	ok "ZONEALLOC_LIMIT=1M is honoured"
 else
 	bad "ZONEALLOC_LIMIT=1M: the report does not show it: $out"
+fi
+
+# The report's huge pages are the process's AnonHugePages: a 64 MiB block
+# written whole under THP madvise, read by the program and by the report
+# (the block is freed into the huge cache, still mapped, before both).
+if [ -x "$ZA_BUILDDIR/tests/thp_report" ]; then
+	out=$(env LD_PRELOAD="$lib" ZONEALLOC_THP=madvise ZONEALLOC_STATS=1 "$ZA_BUILDDIR/tests/thp_report" 2>&1)
+	own=$(sed -n 's/^program: AnonHugePages \([0-9]*\) KiB$/\1/p' <<<"$out")
+	rep=$(sed -n 's/^  huge pages: \([0-9]*\) KiB of AnonHugePages in the process (THP madvise)$/\1/p' <<<"$out")
+	if [ -n "$own" ] && [ -n "$rep" ] && [ $((rep - own)) -le 2048 ] && [ $((own - rep)) -le 2048 ]; then
+		ok "the report's AnonHugePages ($rep KiB) is the process's ($own KiB)"
+	else
+		bad "AnonHugePages: program '$own', report '$rep': $out"
+	fi
 fi
 
 echo "preload options: $pass passed, $fail failed"

@@ -38,6 +38,7 @@ static const char usage[] =
 	"                      id), for zonealloc-replay and zonealloc-trace\n"
 	"  --decay MS          give back free pages unused for MS ms (ZONEALLOC_DECAY_MS)\n"
 	"  --reclaim HOW       dontneed or free (ZONEALLOC_RECLAIM)\n"
+	"  --thp MODE          huge pages: never, madvise or always (ZONEALLOC_THP)\n"
 	"  --background        a background thread gives back decayed pages\n"
 	"  --no-fallback       fail with ZA_ENOMEM_OS instead of falling back to mimalloc\n"
 	"  --verbose           say which backend serves, and when zonealloc falls back\n"
@@ -120,6 +121,8 @@ int main(int argc, char **argv)
 			set("ZONEALLOC_DECAY_MS", value_of(argc, argv, &i, "--decay"));
 		} else if (matches(a, "--reclaim")) {
 			set("ZONEALLOC_RECLAIM", value_of(argc, argv, &i, "--reclaim"));
+		} else if (matches(a, "--thp")) {
+			set("ZONEALLOC_THP", value_of(argc, argv, &i, "--thp"));
 		} else if (!strcmp(a, "--stats")) {
 			set("ZONEALLOC_STATS", "text");
 		} else if (!strncmp(a, "--stats=", 8)) {
