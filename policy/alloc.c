@@ -132,7 +132,7 @@ again:
 		if (policy->nofail) {
 			if (policy->may_reclaim)
 				(void)za_policy_oom(need << ZA_PAGE_SHIFT,
-						    failure(policy, need, os_refused));
+						    failure(policy, need, os_refused), true);
 			if ((p = try_alloc(order, policy)))
 				return p;
 			if (policy->may_block)
@@ -156,7 +156,7 @@ again:
 	/* Last, the program's OOM handler: on its word, all of it again, a
 	 * bounded number of times. */
 	if (policy->may_reclaim && oom_tries < ZA_OOM_TRIES &&
-	    za_policy_oom(need << ZA_PAGE_SHIFT, st)) {
+	    za_policy_oom(need << ZA_PAGE_SHIFT, st, false)) {
 		oom_tries++;
 		if ((p = try_alloc(order, policy)))
 			return p;

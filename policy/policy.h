@@ -154,8 +154,13 @@ void za_policy_free_pages_exact(void *run, size_t npages);
 /* Shrinkers and the OOM handler (shrink.c). Asks the shrinkers for `want`
  * bytes; returns the bytes they freed (drained back already). */
 size_t za_policy_shrink(size_t want);
-/* Asks the OOM handler; true: try again. */
-bool za_policy_oom(size_t size, za_status status);
+/* Asks the OOM handler; true: try again. At most ZA_OOM_TRIES times in
+ * one request (shrink.c), unless `nofail`. */
+bool za_policy_oom(size_t size, za_status status, bool nofail);
+/* An allocation request begins and ends: nested calls are one request,
+ * over which the handlers' bounds hold. */
+void za_policy_request_enter(void);
+void za_policy_request_exit(void);
 /* Asks the compaction hook; true: it moved objects (drained already). */
 bool za_policy_compact(size_t size);
 #define ZA_OOM_TRIES 16

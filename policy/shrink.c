@@ -107,11 +107,37 @@ ZA_EXPORT void za_set_compaction_hook(za_compact_fn fn, void *arg)
 	atomic_store(&compact_fn, fn);
 }
 
+/*
+ * The bound on the program's handlers is per allocation request, not per
+ * slow path: one malloc may run several (a huge block tries to grow a
+ * cached mapping and then maps a fresh one; a slab that cannot be made at
+ * one order is tried at another), and each would otherwise ask the handler
+ * its own 16 times. The outermost za_policy_request_enter of a thread
+ * starts a request; within it the OOM handler is asked at most
+ * ZA_OOM_TRIES times (except every round under ZA_F_NOFAIL, whose promise
+ * is to wait), and the compaction hook at most ZA_COMPACT_TRIES times.
+ */
+static __thread struct {
+	unsigned depth, oom, compact;
+} request __attribute__((tls_model("initial-exec")));
+
+void za_policy_request_enter(void)
+{
+	if (request.depth++ == 0)
+		request.oom = request.compact = 0;
+}
+
+void za_policy_request_exit(void)
+{
+	request.depth--;
+}
+
 bool za_policy_compact(size_t size)
 {
 	za_compact_fn fn = atomic_load_explicit(&compact_fn, memory_order_acquire);
-	if (!fn || in_compact)
+	if (!fn || in_compact || request.compact >= ZA_COMPACT_TRIES)
 		return false;
+	request.compact++;
 	in_compact = true;
 	atomic_fetch_add_explicit(&st_compact_calls, 1, memory_order_relaxed);
 	bool moved = fn(atomic_load(&compact_arg), size);
@@ -148,11 +174,12 @@ size_t za_policy_shrink(size_t want)
 	return freed;
 }
 
-bool za_policy_oom(size_t size, za_status status)
+bool za_policy_oom(size_t size, za_status status, bool nofail)
 {
 	za_oom_fn fn = atomic_load_explicit(&oom_fn, memory_order_acquire);
-	if (!fn || in_oom)
+	if (!fn || in_oom || (!nofail && request.oom >= ZA_OOM_TRIES))
 		return false;
+	request.oom++;
 	in_oom = true;
 	atomic_fetch_add_explicit(&st_oom_calls, 1, memory_order_relaxed);
 	bool again = fn(atomic_load(&oom_arg), size, status);

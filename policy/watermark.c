@@ -79,7 +79,7 @@ za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 			budget = za_policy_budget(policy);
 		}
 		for (unsigned tries = 0; budget < pages && policy->may_reclaim &&
-		     tries < ZA_OOM_TRIES && za_policy_oom(pages << ZA_PAGE_SHIFT, ZA_ENOMEM_LIMIT);
+		     tries < ZA_OOM_TRIES && za_policy_oom(pages << ZA_PAGE_SHIFT, ZA_ENOMEM_LIMIT, false);
 		     tries++) {
 			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
 			budget = za_policy_budget(policy);

@@ -446,8 +446,10 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 {
 	if (unlikely(heap->is_empty_sentinel)) {
 		heap = za_theap_acquire();
-		if (!heap)
+		if (!heap) {
+			za_policy_request_enter();   /* (nomem: exits) */
 			goto nomem;
+		}
 	}
 	if (heap->rbuf_slab)
 		za_slab_remote_flush(heap);
@@ -465,9 +467,11 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 		full_push(heap, slab);
 		slab = heap->cur[cls];
 	}
+	za_policy_request_enter();   /* (a slab, then maybe the divert: one request) */
 	slab = za_slab_new(heap, cls);
 	if (!slab)
 		goto nomem;
+	za_policy_request_exit();
 	queue_push_front(heap, slab);
 	slab_carve(slab);
 found:;
@@ -479,9 +483,12 @@ found:;
 nomem:
 	if (za_slab_divert) {
 		void *q = za_slab_divert(cls);
-		if (q)
+		if (q) {
+			za_policy_request_exit();
 			return q;
+		}
 	}
+	za_policy_request_exit();
 	errno = ENOMEM;
 	return NULL;
 }
