@@ -128,8 +128,8 @@ int za_unregister_shrinker(int id);
  * The OOM handler: called last, when an allocation of `size` bytes is about
  * to fail with `status` after reclaim, draining and the shrinkers. It frees
  * what it can and returns true to try again, false to fail. Without
- * ZA_F_NOFAIL the allocation is tried again at most 16 times in a row on
- * the handler's word; with ZA_F_NOFAIL the handler is called every round,
+ * ZA_F_NOFAIL the handler is asked at most 16 times in one allocation call
+ * (however many slow paths it runs), each "true" a new try; with ZA_F_NOFAIL the handler is called every round,
  * which never ends in failure. NULL removes it.
  */
 typedef bool (*za_oom_fn)(void *arg, size_t size, za_status status);
@@ -153,7 +153,8 @@ void za_defrag_free(void *p);
  * to fail with ZA_ENOMEM_FRAGMENTED (pages enough, no block large enough),
  * after the caches were drained. The program moves what it can (the defrag
  * calls above) and returns true if it moved anything; the allocation is
- * then tried again, at most 16 times. NULL removes it.
+ * then tried again; the hook is asked at most 16 times in one allocation
+ * call. NULL removes it.
  */
 typedef bool (*za_compact_fn)(void *arg, size_t size);
 void za_set_compaction_hook(za_compact_fn fn, void *arg);

@@ -170,7 +170,11 @@ void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_s
 {
 	void *p = try_alloc(order, policy);
 	if (unlikely(!p)) {
+		/* A request of its own unless a caller's is open: allocations
+		 * the program's callbacks make inside it join it. */
+		za_policy_request_enter();
 		p = slowpath(order, policy, status);
+		za_policy_request_exit();
 		if (!p)
 			return NULL;
 	}

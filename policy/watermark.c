@@ -66,6 +66,7 @@ bool za_policy_may_grow(void)
 za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 {
 	if (atomic_load_explicit(&wm_limit, memory_order_relaxed)) {
+		za_policy_request_enter();   /* (callbacks' allocations join it) */
 		size_t budget = za_policy_budget(policy);
 		if (budget < pages && policy->may_reclaim) {
 			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
@@ -84,6 +85,7 @@ za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
 			budget = za_policy_budget(policy);
 		}
+		za_policy_request_exit();
 		if (budget < pages)
 			return ZA_ENOMEM_LIMIT;
 	}
