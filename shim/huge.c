@@ -156,7 +156,19 @@ static void hook_register(void)
 
 /* ---- the tier ---- */
 
+static void *huge_alloc(size_t size, size_t align, bool zero);
+
+/* One request for the policy's handler bounds: a cached mapping grown,
+ * then a fresh one, may each charge the limit. */
 void *za_huge_alloc(size_t size, size_t align, bool zero)
+{
+	za_policy_request_enter();
+	void *p = huge_alloc(size, align, zero);
+	za_policy_request_exit();
+	return p;
+}
+
+static void *huge_alloc(size_t size, size_t align, bool zero)
 {
 	size_t mapped = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
 	if (mapped < size || mapped >= ((size_t)1 << ZA_VA_BITS) ||

@@ -45,19 +45,7 @@ static ZA_NOINLINE void *malloc_large_failed(size_t npages, unsigned align_order
 	return p ? p : za_shim_nomem(ZA_OK);
 }
 
-static void *malloc_large(size_t size, size_t align, bool zero);
-
-/* One request for the policy's handler bounds (a huge block may try a
- * cached mapping, then a fresh one). */
 void *za_shim_malloc_large(size_t size, size_t align, bool zero)
-{
-	za_policy_request_enter();
-	void *p = malloc_large(size, align, zero);
-	za_policy_request_exit();
-	return p;
-}
-
-static void *malloc_large(size_t size, size_t align, bool zero)
 {
 	/* Within ZA_RUN_MAX, both orders are below ZA_MAX_ORDER. */
 	size_t max = za_shim_run_max;
@@ -287,12 +275,14 @@ static ZA_NOINLINE void *realloc_other(void *p, size_t size, uintptr_t e)
 		return za_backend_realloc(p, size);
 	if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
 		struct za_huge *h = (struct za_huge *)r;
-		if (size > ZA_RUN_MAX && !h->prof) {
-			void *q = za_huge_resize(h, size);
-			if (q)
-				return q;
-		}
-		return realloc_move(p, h->usable, size);
+		/* The resize and the move are one request for the policy's
+		 * handler bounds (each may charge the limit). */
+		za_policy_request_enter();
+		void *q = size > ZA_RUN_MAX && !h->prof ? za_huge_resize(h, size) : NULL;
+		if (!q)
+			q = realloc_move(p, h->usable, size);
+		za_policy_request_exit();
+		return q;
 	}
 	za_shim_free_slow(p, "realloc");
 	za_fatal("realloc(%p): not the start of an allocation", p);
@@ -300,17 +290,7 @@ static ZA_NOINLINE void *realloc_other(void *p, size_t size, uintptr_t e)
 
 /* realloc(NULL, n) is malloc and realloc(p, 0) free (glibc's choice), and
  * are traced as those. */
-static void *realloc_any(void *p, size_t size);
-
 void *za_shim_realloc(void *p, size_t size)
-{
-	za_policy_request_enter();
-	void *q = realloc_any(p, size);
-	za_policy_request_exit();
-	return q;
-}
-
-static void *realloc_any(void *p, size_t size)
 {
 	if (!p)
 		return za_shim_malloc(size);
