@@ -203,8 +203,6 @@ size_t za_buddy_free_pages_total(void)
 	return total;
 }
 
-/* Fork: every zone lock is taken (zones lock first, then by index, the
- * order the release path uses) and the child re-creates them. */
 void za_zones_thp_advise(void)
 {
 	pthread_mutex_lock(&za_zones_lock);
@@ -215,6 +213,8 @@ void za_zones_thp_advise(void)
 	pthread_mutex_unlock(&za_zones_lock);
 }
 
+/* Fork: every zone lock is taken (zones lock first, then by index, the
+ * order the release path uses) and the child re-creates them. */
 void za_buddy_lock_all(void)
 {
 	pthread_mutex_lock(&za_zones_lock);

@@ -1,6 +1,7 @@
 /*
  * The operating system, as zonealloc sees it: every mmap, munmap, madvise,
- * membarrier and write(2) of the heap goes through this header (os/os.c, os/report.c).
+ * membarrier and write(2) of the heap goes through this header (os/os.c,
+ * os/report.c, os/backtrace.c, os/thp.c).
  * Calls return 0 or an errno value and never touch the caller's errno.
  */
 #ifndef ZA_OS_H
