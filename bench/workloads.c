@@ -571,10 +571,11 @@ uint64_t wl_survivors(const struct wl_args *a)
 /*
  * A 1 GiB open-addressing hash table of 64-bit keys: allocated, cleared,
  * then `iters` random keys inserted with linear probing. Every insert
- * lands on a random page, so the inserts' time is the TLB's: with 4 KiB
- * pages the table needs 262,144 TLB entries, with 2 MiB pages 512
- * (ZONEALLOC_THP). The phases "cleared" and "inserted" time the two parts:
- * clearing is page faults (and, in a VM, the host's), inserting the TLB.
+ * lands on a random page: with 4 KiB pages the table needs 262,144 TLB
+ * entries, with 2 MiB pages 512 (ZONEALLOC_THP). The phases "cleared" and
+ * "inserted" time the two parts: clearing is page faults (and, in a VM,
+ * the host's); inserting is memory latency and the TLB, though the
+ * inserts are independent, so a core overlaps their page walks.
  */
 uint64_t wl_hash_1g(const struct wl_args *a)
 {
