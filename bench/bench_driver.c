@@ -16,6 +16,7 @@
  *
  * usage: bench_driver [options] [all | workload ...]      (default: all)
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "bench/workloads.h"
+#include "zonealloc.h"
 
 struct opts {
 	int quick;
@@ -52,11 +54,27 @@ struct phase_ctx {
 	double t0;
 };
 
+/* Under zonealloc (preloaded), a phase also says how many free blocks of
+ * 2 MiB or more its zones hold, and how often an allocation fell back to
+ * another kind's pageblock (buddy.h: pageblocks). */
 static void print_phase(void *arg, unsigned idx, const char *name)
 {
 	struct phase_ctx *ctx = arg;
-	printf("phase workload=%s idx=%u name=%s rss_kb=%ld t=%.6f\n", ctx->name, idx, name,
+	static void (*stats_get)(struct za_stats *);
+	static int looked;
+	if (!looked) {
+		*(void **)&stats_get = dlsym(RTLD_DEFAULT, "za_stats_get");
+		looked = 1;
+	}
+	printf("phase workload=%s idx=%u name=%s rss_kb=%ld t=%.6f", ctx->name, idx, name,
 	       wl_rss_kb(), now_s() - ctx->t0);
+	if (stats_get) {
+		struct za_stats st;
+		stats_get(&st);
+		printf(" free_2m_blocks=%zu pageblock_fallbacks=%llu", st.free_blocks[9] + st.free_blocks[10],
+		       (unsigned long long)st.pageblock_fallbacks);
+	}
+	printf("\n");
 }
 
 static long rounds_of(const struct workload *w, const struct opts *o)

@@ -9,6 +9,7 @@
  * that is never made resident.
  */
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -438,7 +439,8 @@ uint64_t wl_larson(const struct wl_args *a)
  *  3 large        N/4096 blocks of 64 KiB..1 MiB, a byte per page written
  *  4 refill       N/2 objects of 16..512 B: can the holes take them?
  *  5 free-large   the big blocks freed
- *  6 free-all     everything freed
+ *  6 trim         malloc_trim(0): what the survivors keep resident
+ *  7 free-all     everything freed
  */
 uint64_t wl_frag(const struct wl_args *a)
 {
@@ -497,16 +499,86 @@ uint64_t wl_frag(const struct wl_args *a)
 		free(big[i]);
 	phase(a, 5, "free-large");
 
+	malloc_trim(0);
+	phase(a, 6, "trim");
+
 	for (size_t i = 0; i < n; i += 8)
 		free(obj[i]);
 	for (size_t i = 0; i < nre; i++)
 		free(re[i]);
-	phase(a, 6, "free-all");
+	phase(a, 7, "free-all");
 
 	free(obj);
 	free(big);
 	free(re);
 	return n + nbig + nre;
+}
+
+/*
+ * Small objects and page runs allocated by turns, as a program reading
+ * records builds small nodes and large buffers side by side; the buffers
+ * and most nodes then go. `iters` = N small objects (16..512 B), a run of
+ * 64..256 KiB after every 1024 of them. Phases, each with the RSS:
+ *  0 start
+ *  1 fill        N objects and N/1024 runs, interleaved
+ *  2 free        every run and 7/8 of the objects freed, scattered
+ *  3 trim        malloc_trim(0)
+ *  4 large       N/16384 blocks of 2 MiB, a byte per page written
+ *  5 free-all
+ * The 2 MiB blocks fit where the runs were only if the survivors did not
+ * land among them (buddy.h: pageblocks).
+ */
+uint64_t wl_frag_mixed(const struct wl_args *a)
+{
+	struct wl_rng r;
+	wl_rng_seed(&r, a->seed);
+	size_t n = a->iters > 1024 ? (size_t)a->iters : 1024;
+	size_t nrun = n / 1024, nbig = n / 16384 ? n / 16384 : 1;
+	char **obj = xmalloc(n * sizeof *obj, "frag_mixed");
+	char **run = xmalloc(nrun * sizeof *run, "frag_mixed");
+	char **big = xmalloc(nbig * sizeof *big, "frag_mixed");
+	phase(a, 0, "start");
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = size_uniform(&r, 16, 512);
+		obj[i] = xmalloc(len, "frag_mixed");
+		touch_ends(obj[i], len, (char)i);
+		if (i % 1024 == 1023) {
+			len = size_uniform(&r, (size_t)64 << 10, (size_t)256 << 10);
+			run[i / 1024] = xmalloc(len, "frag_mixed");
+			touch_pages(run[i / 1024], 0, len, (char)i);
+		}
+	}
+	phase(a, 1, "fill");
+
+	for (size_t i = 0; i < nrun; i++)
+		free(run[i]);
+	for (size_t i = 0; i < n; i++)
+		if (wl_rng_next(&r) % 8 != 0) {
+			free(obj[i]);
+			obj[i] = NULL;
+		}
+	phase(a, 2, "free");
+
+	malloc_trim(0);
+	phase(a, 3, "trim");
+
+	for (size_t i = 0; i < nbig; i++) {
+		big[i] = xmalloc((size_t)2 << 20, "frag_mixed");
+		touch_pages(big[i], 0, (size_t)2 << 20, (char)i);
+	}
+	phase(a, 4, "large");
+
+	for (size_t i = 0; i < nbig; i++)
+		free(big[i]);
+	for (size_t i = 0; i < n; i++)
+		free(obj[i]);
+	phase(a, 5, "free-all");
+
+	free(obj);
+	free(run);
+	free(big);
+	return n + nrun + nbig;
 }
 
 /* ---- calloc of large zeroed buffers ---- */
@@ -634,6 +706,8 @@ const struct workload wl_table[] = {
 	  wl_larson, 0, 4, WL_THREADED, 8000000, 800000, 0 },
 	{ "frag", "interleaved lifetimes in 6 phases, RSS after each (N small objects)",
 	  wl_frag, 0, 1, WL_NO_WARMUP, 500000, 125000, 0 },
+	{ "frag_mixed", "small objects and 64-256 KiB runs by turns, runs and 7/8 freed, then 2 MiB blocks",
+	  wl_frag_mixed, 0, 1, WL_NO_WARMUP | WL_SLOW, 500000, 125000, 0 },
 	{ "calloc_large", "calloc of 128 KiB..4 MiB, a byte per page written, free",
 	  wl_calloc_large, 0, 1, 0, 4000, 400, 0 },
 	{ "rss_cycle", "3 days: grow ~N KiB, free 90%, idle lightly 1.5 s; RSS at each peak and night",

@@ -68,6 +68,7 @@ uint64_t wl_realloc_vector(const struct wl_args *a);
 uint64_t wl_prodcons(const struct wl_args *a);
 uint64_t wl_larson(const struct wl_args *a);
 uint64_t wl_frag(const struct wl_args *a);
+uint64_t wl_frag_mixed(const struct wl_args *a);
 uint64_t wl_calloc_large(const struct wl_args *a);
 uint64_t wl_rss_cycle(const struct wl_args *a);
 uint64_t wl_survivors(const struct wl_args *a);

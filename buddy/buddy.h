@@ -29,6 +29,31 @@
 #define ZA_VA_BITS      47     /* user address space on x86-64 and arm64 */
 #define ZA_PFN_NONE     UINT32_MAX
 
+/*
+ * Pageblocks (the kernel's migrate types and pageblock flags). A zone is
+ * cut into 2 MiB pageblocks, and a pageblock that holds anything is given
+ * to one kind of allocation: slabs of small objects (the kernel's
+ * UNMOVABLE: one survivor pins its slab), page runs (MOVABLE: freed whole,
+ * so their pageblocks come back whole), and blocks the policy lets into
+ * the reserve (ZA_F_HIGH: RECLAIMABLE's place in the fallback order). A
+ * free block smaller than a pageblock is on the list of its pageblock's
+ * kind, so an allocation splits blocks of its own kind first and a few
+ * long-lived slabs cannot pin every 2 MiB of the zone. Blocks of a
+ * pageblock or more belong to no kind (ZA_KIND_NONE, one list of their
+ * own): a wholly free pageblock goes to whichever kind splits it first.
+ * Only when neither its kind nor a whole pageblock has a block does a
+ * request fall back to another kind's blocks ("steal", counted), claiming
+ * the whole pageblock when half of it or more is free, as the kernel does.
+ * ZONEALLOC_GROUPING=0 gives every request one kind (the kernel's
+ * page_group_by_mobility_disabled).
+ */
+#define ZA_PAGEBLOCK_ORDER 9
+#define ZA_PAGEBLOCK_PAGES (1u << ZA_PAGEBLOCK_ORDER)
+enum za_kind { ZA_KIND_SLAB = 0, ZA_KIND_RUN, ZA_KIND_RESERVE, ZA_KINDS };
+#define ZA_KIND_NONE  ZA_KINDS          /* whole free pageblocks (and larger) */
+#define ZA_FREE_LISTS (ZA_KINDS + 1)    /* a free list per kind, and NONE's */
+extern bool za_buddy_grouping ZA_HIDDEN;   /* ZONEALLOC_GROUPING (default on) */
+
 /* What a page-map entry describes. Only block heads carry a state other
  * than ZA_PG_TAIL. */
 enum za_page_state {
@@ -100,8 +125,14 @@ struct za_region {
  *    a run, or a slab; a block of order k starts at a pfn divisible by 2^k;
  *  - a block is on free_area[k] iff its head is ZA_PG_FREE with order k;
  *    blocks with resident pages come before wholly released ones;
- *  - nr_free[k] counts free_area[k], bit k of free_mask is set iff
- *    nr_free[k] > 0 (bit ZA_MAX_ORDER iff wild_pfn < ZA_ZONE_PAGES),
+ *  - a free block of order k is on free_area[l][k], l its list
+ *    (za_free_list_of: its pageblock's kind below ZA_PAGEBLOCK_ORDER, else
+ *    ZA_KIND_NONE); a pageblock's kind is ZA_KIND_NONE iff it is wholly
+ *    free in a block of ZA_PAGEBLOCK_ORDER or more (or the wilderness);
+ *  - nr_free[k] counts the blocks of order k on all lists, bit k of
+ *    list_mask[l] is set iff free_area[l][k] is not empty, bit k of
+ *    free_mask iff nr_free[k] > 0 (bit ZA_MAX_ORDER iff wild_pfn <
+ *    ZA_ZONE_PAGES),
  *    pages_free = sum of nr_free[k] << k plus the pages from wild_pfn on;
  *  - pages_released = sum of `count` over free heads (and the pages from
  *    wild_pfn on): the free pages whose
@@ -134,8 +165,12 @@ struct za_zone {
 	 * page of the map per block: 60 KiB of RSS for a small program). Bit
 	 * ZA_MAX_ORDER of free_mask is set while any remain. */
 	uint32_t wild_pfn;
-	uint32_t free_head[ZA_MAX_ORDER], free_tail[ZA_MAX_ORDER];
+	uint32_t free_head[ZA_FREE_LISTS][ZA_MAX_ORDER], free_tail[ZA_FREE_LISTS][ZA_MAX_ORDER];
 	uint32_t nr_free[ZA_MAX_ORDER];
+	uint16_t list_mask[ZA_FREE_LISTS];
+	uint8_t pageblock_kind[ZA_ZONE_PAGES >> ZA_PAGEBLOCK_ORDER];
+	uint64_t fallbacks;         /* blocks taken from another kind's pageblock */
+	uint64_t claims;            /* pageblocks those fallbacks claimed whole */
 	_Atomic uint32_t pages_free;
 	_Atomic uint32_t pages_released;
 	uint64_t splits, merges;
@@ -150,6 +185,13 @@ static inline uint32_t __za_zone_free_blocks(const struct za_zone *zone, unsigne
 	if (k == ZA_MAX_ORDER - 1)
 		n += (ZA_ZONE_PAGES - zone->wild_pfn) / ZA_MAX_BLOCK_PAGES;
 	return n;
+}
+
+/* The free list a free block of `order` at `pfn` belongs on. */
+static inline unsigned za_free_list_of(const struct za_zone *zone, uint32_t pfn, unsigned order)
+{
+	return order >= ZA_PAGEBLOCK_ORDER ? ZA_KIND_NONE
+					   : zone->pageblock_kind[pfn >> ZA_PAGEBLOCK_ORDER];
 }
 
 /* ---- region table: which zone or huge mapping owns an address ----
@@ -298,7 +340,12 @@ struct za_merge_result {
 /* Takes the smallest 2^order-or-larger block whose taking commits at most
  * *budget pages (which it lowers by what it took), and splits it; sets ZA_PGF_FRESH in the head's flags when
  * all its pages were released. ZA_PFN_NONE when there is none. */
-uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget);
+uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, unsigned kind, size_t *budget);
+/* When __za_rmqueue found nothing in any zone: a block of another kind's
+ * pageblocks (the kernel's __rmqueue_fallback), the largest first; unless
+ * `any`, only one that claims its pageblock or has resident pages. */
+uint32_t __za_rmqueue_fallback(struct za_zone *zone, unsigned order, unsigned kind,
+			       size_t *budget, bool any);
 uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order);
 /* Lists every max-order block still in the wilderness (tests). */
 void __za_wild_list_all(struct za_zone *zone);
@@ -314,10 +361,13 @@ void __za_putback_released(struct za_zone *zone, uint32_t pfn, unsigned order);
 /* Frees [pfn, end) as the largest aligned blocks that fit. */
 void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end, bool released);
 
-/* Takes a 2^order block from any zone (per-thread cache first), newly
- * committing at most `budget` pages (SIZE_MAX: no limit); NULL when no zone
- * has one. Never grows, never blocks beyond the zone locks. */
-void *za_buddy_alloc(unsigned order, size_t budget);
+/* Takes a 2^order block for an allocation of `kind` from any zone
+ * (per-thread cache first), newly committing at most `budget` pages
+ * (SIZE_MAX: no limit); NULL when no zone has one. Never grows, never
+ * blocks beyond the zone locks. */
+void *za_buddy_alloc(unsigned order, unsigned kind, size_t budget);
+/* The same, taking any other kind's block: for when no zone can be added. */
+void *za_buddy_alloc_fallback(unsigned order, unsigned kind, size_t budget);
 /* Returns a block taken with za_buddy_alloc; the state is checked first. */
 void za_buddy_free(void *block, unsigned order);
 /* Shortens a block just taken with za_buddy_alloc to an exact run. */

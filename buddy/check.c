@@ -95,30 +95,44 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 		pfn += span;
 	}
 
-	/* 3. Free lists: membership <=> free flag, links, counts, bitmap. */
+	/* 3. Free lists: membership <=> free flag, the list its pageblock's
+	 * kind says, links, counts, bitmaps. */
 	uint32_t mask = atomic_load(&zone->free_mask);
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
-		uint32_t n = 0, prev = ZA_PFN_NONE;
-		bool seen_released = false;
-		for (uint32_t pfn = zone->free_head[k]; pfn != ZA_PFN_NONE; pfn = pages[pfn].next) {
-			if (pfn >= ZA_ZONE_PAGES)
-				FAIL(zi, pfn, (int)k, "free list %u links to pfn %u outside the zone",
-				     k, pfn);
-			if (pages[pfn].state != ZA_PG_FREE || pages[pfn].order != k)
-				FAIL(zi, pfn, (int)k, "free list %u holds a block with state %u order %u",
-				     k, pages[pfn].state, pages[pfn].order);
-			if (pages[pfn].prev != prev)
-				FAIL(zi, pfn, (int)k, "free list %u: prev link is %u, expected %u", k,
-				     pages[pfn].prev, prev);
-			if (pages[pfn].count == (1u << k))
-				seen_released = true;
-			else if (seen_released)
-				FAIL(zi, pfn, (int)k,
-				     "free list %u: a block with resident pages after a released one", k);
-			if (++n > free_heads[k])
-				FAIL(zi, pfn, (int)k, "free list %u longer than its %u free blocks",
-				     k, free_heads[k]);
-			prev = pfn;
+		uint32_t n = 0, count[ZA_FREE_LISTS], last[ZA_FREE_LISTS];
+		for (unsigned l = 0; l < ZA_FREE_LISTS; l++) {
+			uint32_t nl = 0, prev = ZA_PFN_NONE;
+			bool seen_released = false;
+			for (uint32_t pfn = zone->free_head[l][k]; pfn != ZA_PFN_NONE;
+			     pfn = pages[pfn].next) {
+				if (pfn >= ZA_ZONE_PAGES)
+					FAIL(zi, pfn, (int)k,
+					     "free list %u/%u links to pfn %u outside the zone", l, k, pfn);
+				if (pages[pfn].state != ZA_PG_FREE || pages[pfn].order != k)
+					FAIL(zi, pfn, (int)k,
+					     "free list %u/%u holds a block with state %u order %u", l, k,
+					     pages[pfn].state, pages[pfn].order);
+				if (za_free_list_of(zone, pfn, k) != l)
+					FAIL(zi, pfn, (int)k,
+					     "free list %u/%u holds a block of pageblock kind %u", l, k,
+					     zone->pageblock_kind[pfn >> ZA_PAGEBLOCK_ORDER]);
+				if (pages[pfn].prev != prev)
+					FAIL(zi, pfn, (int)k, "free list %u/%u: prev link is %u, expected %u",
+					     l, k, pages[pfn].prev, prev);
+				if (pages[pfn].count == (1u << k))
+					seen_released = true;
+				else if (seen_released)
+					FAIL(zi, pfn, (int)k,
+					     "free list %u/%u: a block with resident pages after a released one",
+					     l, k);
+				if (++n > free_heads[k])
+					FAIL(zi, pfn, (int)k, "free lists of order %u longer than its %u free blocks",
+					     k, free_heads[k]);
+				prev = pfn;
+				nl++;
+			}
+			count[l] = nl;
+			last[l] = prev;
 		}
 		if (n != free_heads[k])
 			FAIL(zi, ZA_PFN_NONE, (int)k,
@@ -128,9 +142,32 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			     zone->nr_free[k], n);
 		if (!!(mask & (1u << k)) != (n > 0))
 			FAIL(zi, ZA_PFN_NONE, (int)k, "free_mask bit %u disagrees with list", k);
-		if (zone->free_tail[k] != prev)
-			FAIL(zi, prev, (int)k, "free list %u: tail is %u, last block is %u", k,
-			     zone->free_tail[k], prev);
+		for (unsigned l = 0; l < ZA_FREE_LISTS; l++) {
+			if (zone->free_tail[l][k] != last[l])
+				FAIL(zi, last[l], (int)k, "free list %u/%u: tail is %u, last block is %u",
+				     l, k, zone->free_tail[l][k], last[l]);
+			if (!!(zone->list_mask[l] & (1u << k)) != (count[l] > 0))
+				FAIL(zi, ZA_PFN_NONE, (int)k, "list_mask[%u] bit %u disagrees with list",
+				     l, k);
+		}
+	}
+	for (unsigned l = 0; l < ZA_FREE_LISTS; l++)
+		if (zone->list_mask[l] >> ZA_MAX_ORDER)
+			FAIL(zi, ZA_PFN_NONE, -1, "list_mask[%u] has bits above the max order", l);
+	/* Pageblocks: no kind iff wholly free (in a free block of a pageblock
+	 * or more, one the reclaimer holds, or the wilderness). */
+	for (uint32_t pb = 0; pb < (ZA_ZONE_PAGES >> ZA_PAGEBLOCK_ORDER); pb++) {
+		uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER;
+		bool whole = pfn >= wild;
+		for (unsigned k = ZA_PAGEBLOCK_ORDER; !whole && k < ZA_MAX_ORDER; k++) {
+			const struct za_page *h = &pages[pfn & ~((1u << k) - 1)];
+			whole = h->order == k && (h->state == ZA_PG_FREE ||
+						  (h->state == ZA_PG_BLOCK && (h->flags & ZA_PGF_ISOLATED)));
+		}
+		unsigned kind = zone->pageblock_kind[pb];
+		if (kind > ZA_KIND_NONE || (kind == ZA_KIND_NONE) != whole)
+			FAIL(zi, pfn, -1, "pageblock %u has kind %u but is %s", pb, kind,
+			     whole ? "wholly free" : "in use");
 	}
 	if (mask >> (ZA_MAX_ORDER + 1))
 		FAIL(zi, ZA_PFN_NONE, -1, "free_mask has bits above the max order");

@@ -31,44 +31,85 @@ static inline void __add_relaxed(_Atomic uint32_t *v, int32_t d)
 			      memory_order_relaxed);
 }
 
+bool za_buddy_grouping = true;
+
+/* Links a free block at the head (resident pages) or the tail (wholly
+ * released) of free_area[l][order]; lists only, no counts. */
+static inline void __link(struct za_zone *zone, unsigned l, uint32_t pfn, unsigned order,
+			  bool at_head)
+{
+	struct za_page *page = &zone->pages[pfn];
+	if (at_head) {
+		uint32_t head = zone->free_head[l][order];
+		page->prev = ZA_PFN_NONE;
+		page->next = head;
+		if (head != ZA_PFN_NONE)
+			zone->pages[head].prev = pfn;
+		else
+			zone->free_tail[l][order] = pfn;
+		zone->free_head[l][order] = pfn;
+	} else {
+		uint32_t tail = zone->free_tail[l][order];
+		page->next = ZA_PFN_NONE;
+		page->prev = tail;
+		if (tail != ZA_PFN_NONE)
+			zone->pages[tail].next = pfn;
+		else
+			zone->free_head[l][order] = pfn;
+		zone->free_tail[l][order] = pfn;
+	}
+	zone->list_mask[l] |= (uint16_t)(1u << order);
+}
+
+static inline void __unlink(struct za_zone *zone, unsigned l, uint32_t pfn, unsigned order)
+{
+	struct za_page *page = &zone->pages[pfn];
+	if (page->prev != ZA_PFN_NONE)
+		zone->pages[page->prev].next = page->next;
+	else
+		zone->free_head[l][order] = page->next;
+	if (page->next != ZA_PFN_NONE)
+		zone->pages[page->next].prev = page->prev;
+	else
+		zone->free_tail[l][order] = page->prev;
+	page->next = page->prev = ZA_PFN_NONE;
+	if (zone->free_head[l][order] == ZA_PFN_NONE)
+		zone->list_mask[l] &= (uint16_t)~(1u << order);
+}
+
+/* Gives the pageblocks of the block at pfn (order >= ZA_PAGEBLOCK_ORDER:
+ * all it covers; below: the one it is in) to `kind`. */
+static inline void __set_kind(struct za_zone *zone, uint32_t pfn, unsigned order, unsigned kind)
+{
+	uint32_t pb = pfn >> ZA_PAGEBLOCK_ORDER;
+	uint32_t n = order > ZA_PAGEBLOCK_ORDER ? 1u << (order - ZA_PAGEBLOCK_ORDER) : 1u;
+	for (uint32_t i = 0; i < n; i++)
+		zone->pageblock_kind[pb + i] = (uint8_t)kind;
+}
+
 /*
- * Puts a block on free_area[order]; `released` of its pages are released,
- * and so no longer committed; the resident ones, if any, have been free
- * since `freed_ms` (the age decay goes by). Blocks with resident pages go
- * to the head, wholly released ones to the tail: allocation reuses memory
- * that is already resident before it touches released pages, and reclaim
- * finds the resident blocks first.
+ * Puts a block on its free list (za_free_list_of); `released` of its
+ * pages are released, and so no longer committed; the resident ones, if
+ * any, have been free since `freed_ms` (the age decay goes by). Blocks
+ * with resident pages go to the head, wholly released ones to the tail:
+ * allocation reuses memory that is already resident before it touches
+ * released pages, and reclaim finds the resident blocks first. A block of
+ * a pageblock or more frees its pageblocks of their kind.
  */
 static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order,
 			      uint32_t released, uint64_t freed_ms)
 {
 	struct za_page *page = &zone->pages[pfn];
 
+	if (order >= ZA_PAGEBLOCK_ORDER)
+		__set_kind(zone, pfn, order, ZA_KIND_NONE);
 	page->state = ZA_PG_FREE;
 	page->order = (uint8_t)order;
 	page->flags = 0;
 	page->count = released;
-	if (released < (1u << order)) {
-		page->freed_ms = freed_ms;
-		uint32_t head = zone->free_head[order];
-		page->prev = ZA_PFN_NONE;
-		page->next = head;
-		if (head != ZA_PFN_NONE)
-			zone->pages[head].prev = pfn;
-		else
-			zone->free_tail[order] = pfn;
-		zone->free_head[order] = pfn;
-	} else {
-		uint32_t tail = zone->free_tail[order];
-		page->freed_ms = 0;
-		page->next = ZA_PFN_NONE;
-		page->prev = tail;
-		if (tail != ZA_PFN_NONE)
-			zone->pages[tail].next = pfn;
-		else
-			zone->free_head[order] = pfn;
-		zone->free_tail[order] = pfn;
-	}
+	bool resident = released < (1u << order);
+	page->freed_ms = resident ? freed_ms : 0;
+	__link(zone, za_free_list_of(zone, pfn, order), pfn, order, resident);
 	if (zone->nr_free[order]++ == 0)
 		atomic_fetch_or_explicit(&zone->free_mask, 1u << order, memory_order_relaxed);
 	__add_relaxed(&zone->pages_free, (int32_t)(1u << order));
@@ -78,22 +119,14 @@ static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order
 	}
 }
 
-/* Takes a block off free_area[order]; returns how many of its pages were
+/* Takes a block off its free list; returns how many of its pages were
  * released (they count as committed again from here on). */
 static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
 	struct za_page *page = &zone->pages[pfn];
 	uint32_t released = page->count;
 
-	if (page->prev != ZA_PFN_NONE)
-		zone->pages[page->prev].next = page->next;
-	else
-		zone->free_head[order] = page->next;
-	if (page->next != ZA_PFN_NONE)
-		zone->pages[page->next].prev = page->prev;
-	else
-		zone->free_tail[order] = page->prev;
-	page->next = page->prev = ZA_PFN_NONE;
+	__unlink(zone, za_free_list_of(zone, pfn, order), pfn, order);
 	page->state = ZA_PG_TAIL;
 	page->flags = 0;
 	page->count = 0;
@@ -128,7 +161,7 @@ static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn
 
 /*
  * Splits the block at *pfn of order `high`, holding `released` released
- * pages, down to order `low`, returning the halves it does not keep to the
+ * pages, down to order `low` for an allocation of `kind`, returning the halves it does not keep to the
  * lists; returns the released pages left in the part it keeps, whose pfn
  * it leaves in *pfn. Of two halves it keeps the one with more resident
  * pages (the kernel always keeps the lower one): a warm page reused is a
@@ -136,12 +169,15 @@ static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn
  * a mixed one counts the pages of each upper half.
  */
 static inline uint32_t __expand(struct za_zone *zone, uint32_t *pfnp, unsigned low,
-				unsigned high, uint32_t released, uint64_t freed_ms)
+				unsigned high, uint32_t released, uint64_t freed_ms, unsigned kind)
 {
 	uint32_t pfn = *pfnp;
 	while (high > low) {
 		uint32_t size = 1u << high;
 		high--;
+		/* A whole pageblock split: its halves go to the kind that split it. */
+		if (high == ZA_PAGEBLOCK_ORDER - 1)
+			zone->pageblock_kind[pfn >> ZA_PAGEBLOCK_ORDER] = (uint8_t)kind;
 		uint32_t half = 1u << high, upper;
 		if (released == 0)
 			upper = 0;
@@ -196,28 +232,50 @@ void __za_wild_list_all(struct za_zone *zone)
 		;
 }
 
-/*
- * The smallest order whose first block has resident pages (lists keep
- * those first), else the smallest order at all: warm memory is reused
- * before untouched or released memory is faulted in, even if that splits
- * a larger block (what the buddy splits it merges again).
- */
-uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, size_t *budget)
+/* Takes the free block at pfn (order `pick`) for an order-`order`
+ * allocation of `kind` that commits `cost` pages. */
+static uint32_t __take(struct za_zone *zone, uint32_t pfn, unsigned pick, unsigned order,
+		       unsigned kind, uint32_t cost, size_t *budget)
 {
+	if (*budget != SIZE_MAX)
+		*budget -= cost;
+	uint64_t age = zone->pages[pfn].freed_ms;
+	uint32_t released = __expand(zone, &pfn, order, pick, __list_del(zone, pfn, pick), age, kind);
+	if (order >= ZA_PAGEBLOCK_ORDER)
+		__set_kind(zone, pfn, order, kind);
+	if (released)
+		__mark_resident(zone, pfn, 1u << order);
+	zone->pages[pfn].flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
+	zone->alloc_calls[order]++;
+	return pfn;
+}
+
+/*
+ * From the blocks of `kind` (below a pageblock) and the whole free
+ * pageblocks: the smallest order whose first block has resident pages
+ * (lists keep those first), else the smallest order at all: warm memory is
+ * reused before untouched or released memory is faulted in, even if that
+ * splits a larger block (what the buddy splits it merges again).
+ */
+uint32_t __za_rmqueue(struct za_zone *zone, unsigned order, unsigned kind, size_t *budget)
+{
+	const uint32_t below = (1u << ZA_PAGEBLOCK_ORDER) - 1;
 again:;
-	uint32_t mask = (atomic_load_explicit(&zone->free_mask, memory_order_relaxed) &
-			 ((1u << ZA_MAX_ORDER) - 1)) >> order;
+	uint32_t mask = ((zone->list_mask[kind] & below) |
+			 (zone->list_mask[ZA_KIND_NONE] & ~below)) >> order;
 	unsigned pick = ZA_MAX_ORDER;
-	uint32_t pick_cost = 0;
+	uint32_t pick_cost = 0, pick_pfn = ZA_PFN_NONE;
 	for (; mask; mask &= mask - 1) {
 		unsigned found = order + (unsigned)__builtin_ctz(mask);
-		const struct za_page *head = &zone->pages[zone->free_head[found]];
+		uint32_t pfn = zone->free_head[found >= ZA_PAGEBLOCK_ORDER ? ZA_KIND_NONE : kind][found];
+		const struct za_page *head = &zone->pages[pfn];
 		uint32_t cost = __commit_cost(head, found, order);
 		if (cost > *budget)
 			continue;
 		if (pick == ZA_MAX_ORDER || head->count < (1u << found)) {
 			pick = found;
 			pick_cost = cost;
+			pick_pfn = pfn;
 			if (head->count < (1u << found))
 				break;
 		}
@@ -227,22 +285,96 @@ again:;
 			goto again;
 		return ZA_PFN_NONE;
 	}
-	if (*budget != SIZE_MAX)
-		*budget -= pick_cost;
-	uint32_t pfn = zone->free_head[pick];
-	uint64_t age = zone->pages[pfn].freed_ms;
-	uint32_t released = __expand(zone, &pfn, order, pick, __list_del(zone, pfn, pick), age);
-	if (released)
-		__mark_resident(zone, pfn, 1u << order);
-	zone->pages[pfn].flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
-	zone->alloc_calls[order]++;
-	return pfn;
+	return __take(zone, pick_pfn, pick, order, kind, pick_cost, budget);
+}
+
+/* Free pages in pageblock pb (it has a kind, so no free block spans it). */
+static uint32_t __pageblock_free_pages(const struct za_zone *zone, uint32_t pb)
+{
+	uint32_t n = 0, end = (pb + 1) << ZA_PAGEBLOCK_ORDER;
+	for (uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER; pfn < end;) {
+		const struct za_page *p = &zone->pages[pfn];
+		if (p->state == ZA_PG_FREE) {
+			n += 1u << p->order;
+			pfn += 1u << p->order;
+		} else {
+			pfn++;
+		}
+	}
+	return n;
+}
+
+/* Gives pageblock pb to `kind`, moving its free blocks to kind's lists
+ * (the kernel's move_freepages_block); their counts do not change. */
+static void __claim_pageblock(struct za_zone *zone, uint32_t pb, unsigned kind)
+{
+	unsigned old = zone->pageblock_kind[pb];
+	uint32_t end = (pb + 1) << ZA_PAGEBLOCK_ORDER;
+	for (uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER; pfn < end;) {
+		struct za_page *p = &zone->pages[pfn];
+		if (p->state != ZA_PG_FREE) {
+			pfn++;
+			continue;
+		}
+		unsigned k = p->order;
+		__unlink(zone, old, pfn, k);
+		__link(zone, kind, pfn, k, p->count < (1u << k));
+		pfn += 1u << k;
+	}
+	zone->pageblock_kind[pb] = (uint8_t)kind;
+	zone->claims++;
+}
+
+/*
+ * The kernel's fallback order: each kind tries the others in a fixed
+ * order, taking the largest block it finds (the more of a pageblock it
+ * takes, the less of it stays mixed), and claims the whole pageblock when
+ * that block is half of it or more, or half of it or more is free. Unlike
+ * the kernel, a heap can map another zone instead: so unless `any`, a
+ * block is taken only when that claims its pageblock or saves memory (it
+ * has resident pages), and a cold block that would leave a pageblock
+ * mixed waits until no zone can be added (the slow path).
+ */
+static const uint8_t fallback_order[ZA_KINDS][ZA_KINDS - 1] = {
+	[ZA_KIND_SLAB] = { ZA_KIND_RESERVE, ZA_KIND_RUN },
+	[ZA_KIND_RUN] = { ZA_KIND_RESERVE, ZA_KIND_SLAB },
+	[ZA_KIND_RESERVE] = { ZA_KIND_SLAB, ZA_KIND_RUN },
+};
+
+uint32_t __za_rmqueue_fallback(struct za_zone *zone, unsigned order, unsigned kind,
+			       size_t *budget, bool any)
+{
+	for (unsigned i = 0; i < ZA_KINDS - 1; i++) {
+		unsigned other = fallback_order[kind][i];
+		uint32_t mask = (zone->list_mask[other] & ((1u << ZA_PAGEBLOCK_ORDER) - 1)) >> order;
+		while (mask) {
+			unsigned bit = 31u - (unsigned)__builtin_clz(mask);
+			unsigned found = order + bit;
+			uint32_t pfn = zone->free_head[other][found];
+			uint32_t cost = __commit_cost(&zone->pages[pfn], found, order);
+			mask &= ~(1u << bit);
+			if (cost > *budget)
+				continue;
+			uint32_t pb = pfn >> ZA_PAGEBLOCK_ORDER;
+			bool claim = found >= ZA_PAGEBLOCK_ORDER - 1 ||
+				     __pageblock_free_pages(zone, pb) >= ZA_PAGEBLOCK_PAGES / 2;
+			if (!claim && !any && zone->pages[pfn].count == (1u << found))
+				continue;
+			zone->fallbacks++;
+			if (claim)
+				__claim_pageblock(zone, pb, kind);
+			return __take(zone, pfn, found, order, kind, cost, budget);
+		}
+	}
+	return ZA_PFN_NONE;
 }
 
 uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order)
 {
 	size_t unlimited = SIZE_MAX;
-	return __za_rmqueue(zone, order, &unlimited);
+	uint32_t pfn = __za_rmqueue(zone, order, ZA_KIND_RUN, &unlimited);
+	return pfn != ZA_PFN_NONE ? pfn
+				  : __za_rmqueue_fallback(zone, order, ZA_KIND_RUN, &unlimited, true);
 }
 
 static inline bool __buddy_is_free(const struct za_zone *zone, uint32_t buddy, unsigned order)
@@ -306,38 +438,52 @@ void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end, bool rele
 
 /* ---- taking and returning blocks across zones ---- */
 
-static void *zones_alloc(unsigned order, size_t budget)
+/* Every zone's own blocks first (its kind's, whole pageblocks, the
+ * wilderness), then, in a second pass, other kinds' that are worth taking
+ * (a steal; all of them when `any`). */
+static void *zones_alloc(unsigned order, unsigned kind, size_t budget, bool any)
 {
 	int n = atomic_load_explicit(&za_nr_zones, memory_order_acquire);
 
-	for (int i = 0; i < n; i++) {
-		struct za_zone *zone = &za_zones[i];
-		if (!atomic_load_explicit(&zone->active, memory_order_relaxed) ||
-		    !(atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order))
-			continue;
-		pthread_mutex_lock(&zone->lock);
-		uint32_t pfn = ZA_PFN_NONE;
-		if (atomic_load_explicit(&zone->active, memory_order_relaxed))
-			pfn = __za_rmqueue(zone, order, &budget);
-		if (pfn != ZA_PFN_NONE) {
-			zone->pages[pfn].state = ZA_PG_BLOCK;
-			zone->pages[pfn].order = (uint8_t)order;
+	for (int pass = any; pass < 2; pass++) {
+		for (int i = 0; i < n; i++) {
+			struct za_zone *zone = &za_zones[i];
+			if (!atomic_load_explicit(&zone->active, memory_order_relaxed) ||
+			    !(atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order))
+				continue;
+			pthread_mutex_lock(&zone->lock);
+			uint32_t pfn = ZA_PFN_NONE;
+			if (atomic_load_explicit(&zone->active, memory_order_relaxed))
+				pfn = pass == 0 ? __za_rmqueue(zone, order, kind, &budget)
+						: __za_rmqueue_fallback(zone, order, kind, &budget, any);
+			if (pfn != ZA_PFN_NONE) {
+				zone->pages[pfn].state = ZA_PG_BLOCK;
+				zone->pages[pfn].order = (uint8_t)order;
+			}
+			pthread_mutex_unlock(&zone->lock);
+			if (pfn != ZA_PFN_NONE)
+				return za_page_addr(zone, pfn);
 		}
-		pthread_mutex_unlock(&zone->lock);
-		if (pfn != ZA_PFN_NONE)
-			return za_page_addr(zone, pfn);
 	}
 	return NULL;
 }
 
-void *za_buddy_alloc(unsigned order, size_t budget)
+void *za_buddy_alloc_fallback(unsigned order, unsigned kind, size_t budget)
 {
-	if (order < ZA_PCP_ORDERS) {
+	return zones_alloc(order, za_buddy_grouping ? kind : ZA_KIND_RUN, budget, true);
+}
+
+void *za_buddy_alloc(unsigned order, unsigned kind, size_t budget)
+{
+	if (!za_buddy_grouping)
+		kind = ZA_KIND_RUN;
+	/* The per-thread caches hold small blocks of runs' pageblocks. */
+	if (order < ZA_PCP_ORDERS && kind == ZA_KIND_RUN) {
 		void *p = za_pcp_alloc(order, budget);
 		if (p)
 			return p;
 	}
-	return zones_alloc(order, budget);
+	return zones_alloc(order, kind, budget, false);
 }
 
 /* Frees a block to its zone; the head's state has been checked. */
@@ -607,6 +753,9 @@ static bool __claim_range(struct za_zone *zone, uint32_t pfn, uint32_t end)
 		uint32_t from = q, to = bend < end ? bend : end;
 		if (__list_del(zone, head, k))
 			__mark_resident(zone, from, to - from);
+		/* Whole pageblocks taken in are the run's kind's now. */
+		if (k >= ZA_PAGEBLOCK_ORDER)
+			__set_kind(zone, head, k, zone->pageblock_kind[(pfn - 1) >> ZA_PAGEBLOCK_ORDER]);
 		if (head < pfn)
 			__free_span(zone, head, pfn);
 		if (bend > end)

@@ -131,7 +131,7 @@ static void __pcp_refill(struct za_pcp *pcp, unsigned order, size_t budget)
 			continue;
 		pthread_mutex_lock(&zone->lock);
 		while (want && atomic_load_explicit(&zone->active, memory_order_relaxed)) {
-			uint32_t pfn = __za_rmqueue(zone, order, &budget);
+			uint32_t pfn = __za_rmqueue(zone, order, ZA_KIND_RUN, &budget);
 			if (pfn == ZA_PFN_NONE)
 				break;
 			pcp_push(pcp, zone, pfn, order);

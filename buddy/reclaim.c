@@ -75,21 +75,23 @@ static unsigned __isolate(struct za_zone *zone, uint64_t now, uint64_t min_age_m
 	int min_order = za_thp_mode == ZA_THP_ALWAYS && min_age_ms ? ZA_THP_ORDER : 0;
 	for (int k = ZA_MAX_ORDER - 1; k >= min_order && n < ISOLATE_BATCH && *pages < want_pages;
 	     k--) {
-		for (uint32_t pfn = zone->free_head[k];
-		     pfn != ZA_PFN_NONE && *budget && n < ISOLATE_BATCH && *pages < want_pages;
-		     pfn = zone->pages[pfn].next) {
-			const struct za_page *p = &zone->pages[pfn];
-			(*budget)--;
-			if (p->count == (1u << k))
-				break;   /* the rest of the list is released already */
-			/* A stamp from the cached clock may be a little ahead of
-			 * `now`: that block is young, not ancient. */
-			if (p->freed_ms > now || now - p->freed_ms < min_age_ms)
-				continue;
-			out[n].pfn = pfn;
-			out[n].order = (uint32_t)k;
-			*pages += (1u << k) - p->count;
-			n++;
+		for (unsigned l = 0; l < ZA_FREE_LISTS; l++) {
+			for (uint32_t pfn = zone->free_head[l][k];
+			     pfn != ZA_PFN_NONE && *budget && n < ISOLATE_BATCH && *pages < want_pages;
+			     pfn = zone->pages[pfn].next) {
+				const struct za_page *p = &zone->pages[pfn];
+				(*budget)--;
+				if (p->count == (1u << k))
+					break;   /* the rest of the list is released already */
+				/* A stamp from the cached clock may be a little ahead
+				 * of `now`: that block is young, not ancient. */
+				if (p->freed_ms > now || now - p->freed_ms < min_age_ms)
+					continue;
+				out[n].pfn = pfn;
+				out[n].order = (uint32_t)k;
+				*pages += (1u << k) - p->count;
+				n++;
+			}
 		}
 	}
 	/* Off the lists only after the walk, which follows their links. */

@@ -63,9 +63,12 @@ void za_region_unregister(struct za_region *r)
 static void zone_fill(struct za_zone *zone)
 {
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
-		zone->free_head[k] = zone->free_tail[k] = ZA_PFN_NONE;
+		for (unsigned l = 0; l < ZA_FREE_LISTS; l++)
+			zone->free_head[l][k] = zone->free_tail[l][k] = ZA_PFN_NONE;
 		zone->nr_free[k] = 0;
 	}
+	memset(zone->list_mask, 0, sizeof zone->list_mask);
+	memset(zone->pageblock_kind, ZA_KIND_NONE, sizeof zone->pageblock_kind);
 	atomic_store_explicit(&zone->free_mask, 0, memory_order_relaxed);
 	atomic_store_explicit(&zone->pages_free, 0, memory_order_relaxed);
 	atomic_store_explicit(&zone->pages_released, 0, memory_order_relaxed);

@@ -203,6 +203,12 @@ struct za_stats {
 	int backend_fallback;         /* 1: serving since zones could not be mapped */
 	uint64_t backend_allocs, backend_frees;
 	size_t backend_bytes;         /* live bytes in the backend's blocks */
+	/* 2 MiB pageblocks by the kind of allocation they hold (slabs, page
+	 * runs, the reserve's) and wholly free ones (in all zones, the
+	 * unlisted rest of a zone included); allocations that fell back to
+	 * another kind's pageblock, and pageblocks those claimed whole. */
+	size_t pageblocks_slab, pageblocks_run, pageblocks_reserve, pageblocks_free;
+	uint64_t pageblock_fallbacks, pageblock_claims;
 };
 void za_stats_get(struct za_stats *stats);
 

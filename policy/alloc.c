@@ -46,9 +46,16 @@ static void backoff(unsigned round)
 	nanosleep(&ts, NULL);
 }
 
-static inline void *try_alloc(unsigned order, const struct za_policy *policy)
+static inline void *try_alloc(unsigned order, unsigned kind, const struct za_policy *policy)
 {
-	return za_buddy_alloc(order, za_policy_budget(policy));
+	return za_buddy_alloc(order, kind, za_policy_budget(policy));
+}
+
+/* The pageblocks an allocation of this policy's goes to (buddy.h): what may
+ * use the reserve keeps to pageblocks of its own. */
+static inline unsigned run_kind(const struct za_policy *policy)
+{
+	return policy->may_use_reserve ? ZA_KIND_RESERVE : ZA_KIND_RUN;
 }
 
 /* Why an allocation of `need` pages fails. */
@@ -73,7 +80,7 @@ static za_status failure(const struct za_policy *policy, size_t need, bool os_re
  * failure is fragmentation, then its OOM handler, each of which may start
  * the rounds again, a bounded number of times. Then the typed outcome.
  */
-static ZA_NOINLINE void *slowpath(unsigned order, const struct za_policy *policy,
+static ZA_NOINLINE void *slowpath(unsigned order, unsigned kind, const struct za_policy *policy,
 				  za_status *status)
 {
 	const size_t need = (size_t)1 << order;
@@ -87,7 +94,7 @@ again:
 		atomic_fetch_add_explicit(&stat_rounds, 1, memory_order_relaxed);
 
 		za_background_wake();
-		if ((p = try_alloc(order, policy)))
+		if ((p = try_alloc(order, kind, policy)))
 			return p;
 
 		size_t short_by = za_policy_shortfall(policy, need);
@@ -96,14 +103,14 @@ again:
 			 * allocations don't come straight back here. */
 			if (za_policy_direct_reclaim(short_by + 64) > 0) {
 				progress = true;
-				if ((p = try_alloc(order, policy)))
+				if ((p = try_alloc(order, kind, policy)))
 					return p;
 			}
 		}
 
 		if (policy->may_drain && za_policy_drain() > 0) {
 			progress = true;
-			if ((p = try_alloc(order, policy)))
+			if ((p = try_alloc(order, kind, policy)))
 				return p;
 		}
 
@@ -111,12 +118,16 @@ again:
 			za_status st = za_zone_grow(order);
 			if (st == ZA_OK) {
 				progress = true;
-				if ((p = try_alloc(order, policy)))
+				if ((p = try_alloc(order, kind, policy)))
 					return p;
 			} else {
 				os_refused = true;
 			}
 		}
+		/* No zone to add (or none that helped): any block of another
+		 * kind's pageblocks, mixing them as the kernel would at once. */
+		if ((p = za_buddy_alloc_fallback(order, kind, za_policy_budget(policy))))
+			return p;
 
 		/* The program's caches, for what the heap's own pages did not
 		 * cover (kernel: shrink_slab in direct reclaim). */
@@ -124,7 +135,7 @@ again:
 			size_t short_by = za_policy_shortfall(policy, need);
 			if (za_policy_shrink((short_by ? short_by : need) << ZA_PAGE_SHIFT) > 0) {
 				progress = true;
-				if ((p = try_alloc(order, policy)))
+				if ((p = try_alloc(order, kind, policy)))
 					return p;
 			}
 		}
@@ -133,7 +144,7 @@ again:
 			if (policy->may_reclaim)
 				(void)za_policy_oom(need << ZA_PAGE_SHIFT,
 						    failure(policy, need, os_refused), true);
-			if ((p = try_alloc(order, policy)))
+			if ((p = try_alloc(order, kind, policy)))
 				return p;
 			if (policy->may_block)
 				backoff(round);
@@ -149,7 +160,7 @@ again:
 	if (st == ZA_ENOMEM_FRAGMENTED && policy->may_reclaim && compact_tries < ZA_COMPACT_TRIES &&
 	    za_policy_compact(need << ZA_PAGE_SHIFT)) {
 		compact_tries++;
-		if ((p = try_alloc(order, policy)))
+		if ((p = try_alloc(order, kind, policy)))
 			return p;
 		goto again;
 	}
@@ -158,7 +169,7 @@ again:
 	if (policy->may_reclaim && oom_tries < ZA_OOM_TRIES &&
 	    za_policy_oom(need << ZA_PAGE_SHIFT, st, false)) {
 		oom_tries++;
-		if ((p = try_alloc(order, policy)))
+		if ((p = try_alloc(order, kind, policy)))
 			return p;
 		goto again;
 	}
@@ -166,14 +177,15 @@ again:
 	return NULL;
 }
 
-void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_status *status)
+void *za_policy_alloc_block(unsigned order, unsigned kind, const struct za_policy *policy,
+			    za_status *status)
 {
-	void *p = try_alloc(order, policy);
+	void *p = try_alloc(order, kind, policy);
 	if (unlikely(!p)) {
 		/* A request of its own unless a caller's is open: allocations
 		 * the program's callbacks make inside it join it. */
 		za_policy_request_enter();
-		p = slowpath(order, policy, status);
+		p = slowpath(order, kind, policy, status);
 		za_policy_request_exit();
 		if (!p)
 			return NULL;
@@ -201,7 +213,7 @@ void *za_policy_alloc_run_slow(uint32_t npages, unsigned align_order,
 	}
 	if (align_order > order)
 		order = align_order;
-	void *p = za_policy_alloc_block(order, policy, status);
+	void *p = za_policy_alloc_block(order, run_kind(policy), policy, status);
 	if (!p)
 		return NULL;
 	*zero_ok = za_buddy_block_fresh(p);
@@ -249,7 +261,7 @@ void *za_policy_alloc_pages(unsigned int order, za_flags flags, za_status *statu
 	if (order >= ZA_MAX_ORDER)
 		return page_alloc_fail(status, ZA_ENOMEM_TOO_LARGE);
 
-	void *p = za_policy_alloc_block(order, &policy, &st);
+	void *p = za_policy_alloc_block(order, run_kind(&policy), &policy, &st);
 	if (p && policy.zero && !za_buddy_block_fresh(p))
 		memset(p, 0, ZA_PAGE_SIZE << order);
 	if (status)

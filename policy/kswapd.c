@@ -28,6 +28,11 @@ uint64_t za_background_wakeups(void)
 	return atomic_load(&bg_wakeups);
 }
 
+bool za_background_enabled(void)
+{
+	return atomic_load_explicit(&bg_enabled, memory_order_relaxed);
+}
+
 bool za_background_running(void)
 {
 	return atomic_load_explicit(&bg_started, memory_order_relaxed);

@@ -33,9 +33,11 @@ za_status za_policy_from_flags(za_flags flags, struct za_policy *out);
 /*
  * A 2^order block, by the kernel's order of attempts: the free lists, then
  * the slow path (drain caches, grow a zone, retry while progress is made).
- * On failure returns NULL and sets *status to the typed outcome.
+ * `kind` says whose pageblocks it comes from (buddy.h: ZA_KIND_*). On
+ * failure returns NULL and sets *status to the typed outcome.
  */
-void *za_policy_alloc_block(unsigned order, const struct za_policy *policy, za_status *status);
+void *za_policy_alloc_block(unsigned order, unsigned kind, const struct za_policy *policy,
+			    za_status *status);
 
 /* Periodic decay from the allocation path: a countdown, and a look at the
  * clock every 32 allocations that reach the buddy core or its caches. */
@@ -132,6 +134,7 @@ void za_background_enable(bool on);
 void za_background_wake(void);
 void za_background_stop(void);
 bool za_background_running(void);
+bool za_background_enabled(void);   /* ZONEALLOC_BACKGROUND=1 */
 void za_background_lock(void);
 void za_background_unlock(void);
 void za_background_reset_child(void);

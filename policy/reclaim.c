@@ -60,10 +60,15 @@ void za_policy_decay_due(void)
 	uint64_t next = now + za_policy_decay_ms() / 2 + 1;
 	if (!atomic_compare_exchange_strong(&next_decay_ms, &due, next))
 		return;   /* another thread runs this one */
-	if (za_background_running())
+	/* With the reclaimer on, the decay is its work: a child of fork,
+	 * which has no thread yet, starts its own here, on its first decay
+	 * (it may never take the slow path that starts one otherwise). */
+	if (za_background_enabled()) {
 		za_background_wake();
-	else
-		decay_run();
+		if (za_background_running())
+			return;
+	}
+	decay_run();
 }
 
 void za_policy_decay_now(void)

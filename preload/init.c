@@ -89,6 +89,7 @@ void za_preload_init(void)
 	za_thp_mode = (int)za_option(ZA_OPT_THP);
 	if (za_thp_mode != ZA_THP_MADVISE)
 		za_zones_thp_advise();   /* (mapped before the options were read) */
+	za_buddy_grouping = za_option(ZA_OPT_GROUPING) != 0;
 	if (za_option(ZA_OPT_LIMIT))
 		za_policy_set_limit((size_t)za_option(ZA_OPT_LIMIT));
 	za_background_enable(za_option(ZA_OPT_BACKGROUND) != 0);

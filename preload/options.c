@@ -94,6 +94,10 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			 "never, madvise or always",
 			 "transparent huge pages: never for none, madvise for huge allocations "
 			 "(above 4 MiB), always for the zones too" },
+	[ZA_OPT_GROUPING] = { "GROUPING", OPT_SWITCH, 1, 0, 1, { 0 }, "1", "0 or 1",
+			      "group allocations by kind into 2 MiB pageblocks (slabs, page runs, "
+			      "the reserve's), so long-lived slabs do not pin every free 2 MiB; 0: "
+			      "one kind for all (to compare)" },
 };
 
 

@@ -25,6 +25,7 @@ enum za_option {
 	ZA_OPT_PROF_SIGUSR2, /* ZONEALLOC_PROF_SIGUSR2=1: SIGUSR2 writes one too */
 	ZA_OPT_TRACE,      /* ZONEALLOC_TRACE=FILE: record every call */
 	ZA_OPT_THP,        /* ZONEALLOC_THP=never|madvise|always: huge pages */
+	ZA_OPT_GROUPING,   /* ZONEALLOC_GROUPING=0: pageblocks of one kind only */
 	ZA_OPT_COUNT
 };
 

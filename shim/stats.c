@@ -35,6 +35,15 @@ ZA_EXPORT void za_stats_get(struct za_stats *st)
 			}
 			st->splits += zone->splits;
 			st->merges += zone->merges;
+			size_t *by_kind[ZA_FREE_LISTS] = {
+				[ZA_KIND_SLAB] = &st->pageblocks_slab, [ZA_KIND_RUN] = &st->pageblocks_run,
+				[ZA_KIND_RESERVE] = &st->pageblocks_reserve,
+				[ZA_KIND_NONE] = &st->pageblocks_free,
+			};
+			for (uint32_t pb = 0; pb < (ZA_ZONE_PAGES >> ZA_PAGEBLOCK_ORDER); pb++)
+				(*by_kind[zone->pageblock_kind[pb] % ZA_FREE_LISTS])++;
+			st->pageblock_fallbacks += zone->fallbacks;
+			st->pageblock_claims += zone->claims;
 		}
 		pthread_mutex_unlock(&zone->lock);
 	}
@@ -85,6 +94,11 @@ ZA_EXPORT void za_stats_print(int fd)
 		   st.pages_total, st.pages_free, st.pages_cached);
 	za_dprintf(fd, "  buddy: %llu splits, %llu merges\n",
 		   (unsigned long long)st.splits, (unsigned long long)st.merges);
+	za_dprintf(fd, "  pageblocks: %zu slab, %zu run, %zu reserve, %zu free; %llu fallbacks to "
+		       "another kind's, %llu pageblocks claimed%s\n",
+		   st.pageblocks_slab, st.pageblocks_run, st.pageblocks_reserve, st.pageblocks_free,
+		   (unsigned long long)st.pageblock_fallbacks, (unsigned long long)st.pageblock_claims,
+		   za_buddy_grouping ? "" : " (grouping off)");
 	za_dprintf(fd, "  order  block      free  taken  returned\n");
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++)
 		za_dprintf(fd, "  %5u  %5zuK  %8zu  %5llu  %8llu\n", k, (ZA_PAGE_SIZE << k) >> 10,

@@ -163,6 +163,11 @@ void za_stats_json(struct za_out *o)
 	}
 	za_out_fmt(o, "]},");
 
+	za_out_fmt(o, "\"pageblocks\":{\"grouping\":%s,\"slab\":%llu,\"run\":%llu,"
+		      "\"reserve\":%llu,\"free\":%llu,\"fallbacks\":%llu,\"claims\":%llu},",
+		   za_buddy_grouping ? "true" : "false", U(st.pageblocks_slab), U(st.pageblocks_run),
+		   U(st.pageblocks_reserve), U(st.pageblocks_free), U(st.pageblock_fallbacks),
+		   U(st.pageblock_claims));
 	za_out_fmt(o, "\"buddy\":{\"splits\":%llu,\"merges\":%llu,\"orders\":[", U(st.splits),
 		   U(st.merges));
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++)

@@ -362,7 +362,7 @@ struct za_slab *za_slab_new(struct za_theap *heap, unsigned cls)
 		}
 	} else {
 		za_status st;
-		void *block = za_policy_alloc_block(order, za_policy_current(), &st);
+		void *block = za_policy_alloc_block(order, ZA_KIND_SLAB, za_policy_current(), &st);
 		if (!block)
 			return NULL;
 		struct za_page *head = za_buddy_make_slab(block, order);

@@ -16,8 +16,10 @@
 struct zone_copy {
 	struct za_page *pages;
 	uint64_t resident[ZA_ZONE_PAGES / 64];
-	uint32_t free_head[ZA_MAX_ORDER], free_tail[ZA_MAX_ORDER];
+	uint32_t free_head[ZA_FREE_LISTS][ZA_MAX_ORDER], free_tail[ZA_FREE_LISTS][ZA_MAX_ORDER];
 	uint32_t nr_free[ZA_MAX_ORDER];
+	uint16_t list_mask[ZA_FREE_LISTS];
+	uint8_t pageblock_kind[ZA_ZONE_PAGES >> ZA_PAGEBLOCK_ORDER];
 	uint32_t free_mask, pages_free, pages_released;
 	uint8_t slab_map[ZA_ZONE_PAGES];
 };
@@ -33,6 +35,8 @@ static void corrupt_begin(struct za_zone *z)
 	memcpy(saved.free_head, z->free_head, sizeof saved.free_head);
 	memcpy(saved.free_tail, z->free_tail, sizeof saved.free_tail);
 	memcpy(saved.nr_free, z->nr_free, sizeof saved.nr_free);
+	memcpy(saved.list_mask, z->list_mask, sizeof saved.list_mask);
+	memcpy(saved.pageblock_kind, z->pageblock_kind, sizeof saved.pageblock_kind);
 	saved.free_mask = atomic_load(&z->free_mask);
 	saved.pages_free = atomic_load(&z->pages_free);
 	saved.pages_released = atomic_load(&z->pages_released);
@@ -52,6 +56,8 @@ static void repair(struct za_zone *z)
 	memcpy(z->free_head, saved.free_head, sizeof saved.free_head);
 	memcpy(z->free_tail, saved.free_tail, sizeof saved.free_tail);
 	memcpy(z->nr_free, saved.nr_free, sizeof saved.nr_free);
+	memcpy(z->list_mask, saved.list_mask, sizeof saved.list_mask);
+	memcpy(z->pageblock_kind, saved.pageblock_kind, sizeof saved.pageblock_kind);
 	atomic_store(&z->free_mask, saved.free_mask);
 	atomic_store(&z->pages_free, saved.pages_free);
 	atomic_store(&z->pages_released, saved.pages_released);
@@ -85,10 +91,11 @@ static void after_repair(const char *name, struct za_zone *z)
 static void unlink_only(struct za_zone *z, uint32_t pfn, unsigned k)
 {
 	struct za_page *p = &z->pages[pfn];
+	unsigned l = za_free_list_of(z, pfn, k);
 	if (p->prev != NONE)
 		z->pages[p->prev].next = p->next;
 	else
-		z->free_head[k] = p->next;
+		z->free_head[l][k] = p->next;
 	if (p->next != NONE)
 		z->pages[p->next].prev = p->prev;
 }
@@ -98,16 +105,18 @@ static void unlink_only(struct za_zone *z, uint32_t pfn, unsigned k)
 static void link_free(struct za_zone *z, uint32_t pfn, unsigned k)
 {
 	struct za_page *p = &z->pages[pfn];
+	unsigned l = za_free_list_of(z, pfn, k);
 	p->state = ZA_PG_FREE;
 	p->order = (uint8_t)k;
 	p->count = 0;   /* no released pages */
 	p->prev = NONE;
-	p->next = z->free_head[k];
+	p->next = z->free_head[l][k];
 	if (p->next != NONE)
 		z->pages[p->next].prev = pfn;
 	else
-		z->free_tail[k] = pfn;
-	z->free_head[k] = pfn;
+		z->free_tail[l][k] = pfn;
+	z->free_head[l][k] = pfn;
+	z->list_mask[l] |= (uint16_t)(1u << k);
 	z->nr_free[k]++;
 	atomic_fetch_or(&z->free_mask, 1u << k);
 	atomic_fetch_add(&z->pages_free, 1u << k);
@@ -255,7 +264,7 @@ int main(void)
 	expect("link outside", zi, ZA_ZONE_PAGES + 5, 5, "outside the zone");
 	after_repair("link outside", z);
 
-	uint32_t h9 = z->free_head[9];
+	uint32_t h9 = z->free_head[ZA_KIND_NONE][9];
 	corrupt_begin(z);
 	z->pages[h9].prev = 7;
 	corrupt_end(z);
@@ -297,7 +306,7 @@ int main(void)
 	expect("free block's released count", zi, B, 5, what);
 	after_repair("free block's released count", z);
 
-	uint32_t t1 = z->free_head[TOP], t2 = t1 == NONE ? NONE : z->pages[t1].next;
+	uint32_t t1 = z->free_head[ZA_KIND_NONE][TOP], t2 = t1 == NONE ? NONE : z->pages[t1].next;
 	CHECK(t2 != NONE && z->pages[t1].count == ZA_MAX_BLOCK_PAGES &&
 	      z->pages[t2].count == ZA_MAX_BLOCK_PAGES);
 	if (t2 != NONE) {
@@ -309,7 +318,7 @@ int main(void)
 		after_repair("list order", z);
 
 		corrupt_begin(z);
-		z->free_tail[TOP] = t1;
+		z->free_tail[ZA_KIND_NONE][TOP] = t1;
 		corrupt_end(z);
 		char tail[64];
 		uint32_t last = t2;
@@ -361,6 +370,35 @@ int main(void)
 	corrupt_end(z);
 	expect("slab map", zi, A + 3, 5, "slab map byte 1 at pfn");
 	after_repair("slab map", z);
+
+	/* 10b. Pageblock kinds: a free block on the list of a kind its
+	 * pageblock no longer has, and a wholly free pageblock given a kind. */
+	uint32_t pbA = A >> ZA_PAGEBLOCK_ORDER;
+	CHECK(z->pageblock_kind[pbA] < ZA_KIND_NONE);
+	corrupt_begin(z);
+	z->pageblock_kind[pbA] = (uint8_t)((z->pageblock_kind[pbA] + 1) % ZA_KINDS);
+	corrupt_end(z);
+	{
+		/* (which block is met first depends on the lists' order) */
+		struct za_check_result r;
+		int rc = za_buddy_check(&r);
+		CHECK_MSG(rc == -1 && r.zone == zi && r.pfn >> ZA_PAGEBLOCK_ORDER == pbA &&
+			  strstr(r.what, "holds a block of pageblock kind"),
+			  "pageblock kind: rc %d zone %d pfn %lu \"%s\"", rc, r.zone,
+			  (unsigned long)r.pfn, r.what);
+	}
+	after_repair("pageblock kind changed under its free blocks", z);
+
+	uint32_t tfree = z->free_head[ZA_KIND_NONE][TOP];
+	CHECK(tfree != NONE);
+	if (tfree != NONE) {
+		corrupt_begin(z);
+		z->pageblock_kind[(tfree >> ZA_PAGEBLOCK_ORDER) + 1] = ZA_KIND_SLAB;
+		corrupt_end(z);
+		expect("kind of a free pageblock", zi, tfree + ZA_PAGEBLOCK_PAGES, -1,
+		       "has kind 0 but is wholly free");
+		after_repair("kind of a free pageblock", z);
+	}
 
 	/* 11. The first broken zone is reported: zone 0 before zone 1. */
 	struct za_zone *z0 = &za_zones[0];

@@ -173,7 +173,7 @@ static void zone_staircase(struct za_zone *zone, bool upwards)
 		CHECK_HEAP();
 	}
 	pthread_mutex_lock(&zone->lock);
-	CHECK(zone->nr_free[0] == 1 && zone->free_head[0] == pfn[0] + 1);
+	CHECK(zone->nr_free[0] == 1 && zone->free_head[ZA_KIND_RUN][0] == pfn[0] + 1);
 	for (unsigned j = 1; j < TOP; j++)
 		CHECK(zone->nr_free[j] == 0);
 	CHECK(top_blocks_free(zone) == TOP_BLOCKS - 1);
