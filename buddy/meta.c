@@ -35,7 +35,7 @@ void *za_meta_alloc(size_t size)
 	} else {
 		if ((size_t)(meta_end - meta_bump) < size) {
 			void *chunk;
-			if (za_os_map(META_CHUNK, &chunk))
+			if (za_os_map_guarded(META_CHUNK, &chunk))
 				goto out;
 			meta_bump = chunk;
 			meta_end = meta_bump + META_CHUNK;

@@ -112,7 +112,7 @@ za_status za_zone_grow(unsigned order)
 	struct za_zone *zone = &za_zones[slot];
 	if (!zone->pages) {
 		void *map;
-		if (za_os_map(ZA_PAGE_MAP_BYTES, &map)) {
+		if (za_os_map_guarded(ZA_PAGE_MAP_BYTES, &map)) {
 			st = ZA_ENOMEM_OS;
 			goto out;
 		}

@@ -4,6 +4,7 @@
  * touches count against the machine's memory.
  */
 #include "os/os.h"
+#include "zonealloc.h"
 
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -23,6 +24,33 @@ int za_os_map(size_t size, void **out)
 		return err ? err : ENOMEM;
 	*out = p;
 	return 0;
+}
+
+/*
+ * The heap's own metadata (page maps, heaps, records) lives in mappings of
+ * its own, out of the objects' way; a no-access page on each side keeps a
+ * linear overflow out of an object's mapping from running into them (it
+ * faults at the guard instead), wherever the kernel places the mappings.
+ */
+int za_os_map_guarded(size_t size, void **out)
+{
+	size = (size + ZA_PAGE_SIZE - 1) & ~(ZA_PAGE_SIZE - 1);
+	size_t span = size + 2 * ZA_PAGE_SIZE;
+	if (size == 0 || span < size)
+		return ENOMEM;
+	int saved = errno;
+	void *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int err = 0;
+	if (p == MAP_FAILED)
+		err = errno ? errno : ENOMEM;
+	else if (mprotect((char *)p + ZA_PAGE_SIZE, size, PROT_READ | PROT_WRITE)) {
+		err = errno ? errno : ENOMEM;
+		munmap(p, span);
+	}
+	errno = saved;
+	if (!err)
+		*out = (char *)p + ZA_PAGE_SIZE;
+	return err;
 }
 
 /*

@@ -24,6 +24,9 @@
  * >= the page size). */
 int za_os_map_aligned(size_t size, size_t align, void **out);
 int za_os_map(size_t size, void **out);
+/* The same with a no-access page before and after:
+ * for the heap's metadata. Never unmapped. */
+int za_os_map_guarded(size_t size, void **out);
 /* RAM and swap in bytes: no single mapping may be larger (os.c). */
 size_t za_os_memory_max(void);
 int za_os_unmap(void *addr, size_t size);
