@@ -161,9 +161,9 @@ static inline uint32_t __count_released(const struct za_zone *zone, uint32_t pfn
 
 /*
  * Splits the block at *pfn of order `high`, holding `released` released
- * pages, down to order `low` for an allocation of `kind`, returning the halves it does not keep to the
- * lists; returns the released pages left in the part it keeps, whose pfn
- * it leaves in *pfn. Of two halves it keeps the one with more resident
+ * pages, down to order `low` for an allocation of `kind`, returning the
+ * halves it does not keep to the lists; returns the released pages left
+ * in the part it keeps, whose pfn it leaves in *pfn. Of two halves it keeps the one with more resident
  * pages (the kernel always keeps the lower one): a warm page reused is a
  * page fault saved and a page less of RSS. Uniform blocks split in O(1);
  * a mixed one counts the pages of each upper half.
