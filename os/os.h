@@ -42,7 +42,7 @@ int za_os_lazy_free(void *addr, size_t size);
 /* Transparent huge pages (thp.c): ZONEALLOC_THP's mode, the advice for a
  * new zone (`zone`) or huge mapping, and AnonHugePages of the process in
  * KiB (-1 where /proc cannot say). */
-enum { ZA_THP_NEVER, ZA_THP_MADVISE, ZA_THP_ALWAYS };
+enum { ZA_THP_NEVER, ZA_THP_MADVISE, ZA_THP_ALWAYS, ZA_THP_REUSE };
 extern int za_thp_mode;
 #define ZA_THP_ORDER 9   /* a 2 MiB page, in 4 KiB pages' orders */
 void za_os_thp_advise(void *addr, size_t size, bool zone);

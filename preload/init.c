@@ -87,7 +87,7 @@ void za_preload_init(void)
 	za_reclaim_set_mode(za_option(ZA_OPT_RECLAIM) == 1 ? ZA_RELEASE_FREE : ZA_RELEASE_DONTNEED);
 	za_policy_set_decay_ms((uint64_t)za_option(ZA_OPT_DECAY_MS));
 	za_thp_mode = (int)za_option(ZA_OPT_THP);
-	if (za_thp_mode != ZA_THP_MADVISE)
+	if (za_thp_mode == ZA_THP_NEVER || za_thp_mode == ZA_THP_ALWAYS)
 		za_zones_thp_advise();   /* (mapped before the options were read) */
 	za_buddy_grouping = za_option(ZA_OPT_GROUPING) != 0;
 	if (za_option(ZA_OPT_LIMIT))

@@ -22,7 +22,7 @@ struct za_option_desc {
 	enum opt_kind kind;
 	long long value;        /* the default until parsed */
 	long long min, max;     /* sizes and times */
-	const char *words[4];   /* a choice: the words, valued 0, 1, 2 */
+	const char *words[4];   /* a choice: the words, valued 0, 1, 2, 3 */
 	const char *shown;      /* the default, as --options shows it */
 	const char *accepts;    /* what the value may be */
 	const char *meaning;
@@ -90,10 +90,11 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			   "result, thread, time) into FILE, for zonealloc-replay and "
 			   "zonealloc-trace",
 			   .path = trace_path },
-	[ZA_OPT_THP] = { "THP", OPT_CHOICE, 1, 0, 0, { "never", "madvise", "always", 0 }, "madvise",
-			 "never, madvise or always",
-			 "transparent huge pages: never for none, madvise for huge allocations "
-			 "(above 4 MiB), always for the zones too" },
+	[ZA_OPT_THP] = { "THP", OPT_CHOICE, 3, 0, 0, { "never", "madvise", "always", "reuse" }, "reuse",
+			 "never, reuse, madvise or always",
+			 "transparent huge pages: never for none; reuse for huge allocations "
+			 "(above 4 MiB) once the program has freed one; madvise for every huge "
+			 "allocation; always for the zones too" },
 	[ZA_OPT_GROUPING] = { "GROUPING", OPT_SWITCH, 1, 0, 1, { 0 }, "1", "0 or 1",
 			      "group allocations by kind into 2 MiB pageblocks (slabs, page runs, "
 			      "the reserve's), so long-lived slabs do not pin every free 2 MiB; 0: "

@@ -37,6 +37,7 @@ static struct za_huge *cache[HUGE_CACHE_SLOTS];   /* oldest first */
 static unsigned cache_n;
 static size_t cache_bytes;
 static uint64_t cache_hits;
+static bool huge_recycled;   /* a huge block has been freed */
 static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
 /* The last HUGE_FREED_SLOTS huge blocks freed, so a second free of one
  * (its mapping kept in the cache or unmapped, in no region either way) is
@@ -116,9 +117,9 @@ static bool mapping_resize(struct za_huge *h, size_t mapped)
 		/* On huge pages, cut at a 2 MiB boundary: a cut inside one
 		 * splits it into 512 small ones (the mapping keeps the rest). */
 		size_t huge = (size_t)ZA_PAGE_SIZE << ZA_THP_ORDER;
-		if (za_thp_mode != ZA_THP_NEVER && ((mapped + huge - 1) & ~(huge - 1)) < old)
+		if (h->thp && ((mapped + huge - 1) & ~(huge - 1)) < old)
 			mapped = (mapped + huge - 1) & ~(huge - 1);
-		else if (za_thp_mode != ZA_THP_NEVER)
+		else if (h->thp)
 			return true;   /* (less than a huge page to cut) */
 		za_os_unmap((char *)base + mapped, old - mapped);
 		za_policy_uncharge((old - mapped) >> ZA_PAGE_SHIFT);
@@ -152,6 +153,15 @@ static size_t huge_drain(bool all);
 static void hook_register(void)
 {
 	za_policy_register_drain(huge_drain);
+}
+
+/* Whether a huge mapping asks for huge pages now (os/thp.c: the modes).
+ * Under reuse, from the first free of a huge block on: a fresh mapping
+ * then, and a cached one when it is reused. */
+static bool thp_wanted(void)
+{
+	return za_thp_mode == ZA_THP_MADVISE || za_thp_mode == ZA_THP_ALWAYS ||
+	       (za_thp_mode == ZA_THP_REUSE && __atomic_load_n(&huge_recycled, __ATOMIC_RELAXED));
 }
 
 /* ---- the tier ---- */
@@ -190,6 +200,10 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 	}
 	if (h) {
 		size_t warm = h->region.size < mapped ? h->region.size : mapped;
+		if (!h->thp && thp_wanted()) {
+			za_os_thp_advise((void *)h->region.base, h->region.size, false);
+			h->thp = true;
+		}
 		/* A larger mapping is cut to size: its tail's pages were
 		 * touched, and kept they would be resident and unused. */
 		if (mapping_resize(h, mapped)) {
@@ -216,7 +230,9 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 		za_policy_uncharge(mapped >> ZA_PAGE_SHIFT);
 		return za_shim_nomem(err == ENOMEM ? ZA_ENOMEM_OS : ZA_ENOMEM_TOO_LARGE);
 	}
-	za_os_thp_advise(base, mapped, false);
+	h->thp = thp_wanted();
+	if (h->thp || za_thp_mode == ZA_THP_NEVER)
+		za_os_thp_advise(base, mapped, false);
 	h->region.base = (uintptr_t)base;
 	h->region.size = mapped;
 	h->region.kind = ZA_REGION_HUGE;
@@ -248,6 +264,7 @@ void za_huge_free(struct za_huge *h)
 	freed_ring[freed_next].base = h->region.base;
 	freed_ring[freed_next].size = size;
 	freed_next = (freed_next + 1) % HUGE_FREED_SLOTS;
+	__atomic_store_n(&huge_recycled, true, __ATOMIC_RELAXED);
 	if (za_policy_budget(za_policy_current()) == SIZE_MAX && size <= __cache_cap()) {
 		/* The oldest make room. */
 		while (cache_n && (cache_n == HUGE_CACHE_SLOTS || cache_bytes + size > __cache_cap())) {

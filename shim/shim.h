@@ -28,6 +28,7 @@ struct za_huge {
 	size_t usable;
 	uint64_t freed_ms;
 	struct za_huge *next_free;
+	bool thp;     /* asked for huge pages (cut at 2 MiB boundaries) */
 	void *prof;   /* the heap profiler's record when sampled (prof.c) */
 };
 

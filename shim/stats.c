@@ -138,7 +138,7 @@ ZA_EXPORT void za_stats_print(int fd)
 	za_dprintf(fd, "  huge: %zu mappings, %zu KiB; %zu freed ones kept (%zu KiB), %llu reused\n",
 		   hs.count, hs.bytes >> 10, hs.cached, hs.cached_bytes >> 10,
 		   (unsigned long long)hs.reused);
-	static const char *const thp_modes[] = { "never", "madvise", "always" };
+	static const char *const thp_modes[] = { "never", "madvise", "always", "reuse" };
 	long huge_kb = za_os_anon_huge_kb();
 	if (huge_kb >= 0)
 		za_dprintf(fd, "  huge pages: %ld KiB of AnonHugePages in the process (THP %s)\n",

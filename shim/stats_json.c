@@ -219,7 +219,7 @@ void za_stats_json(struct za_out *o)
 		   U(st.background_wakeups));
 	za_out_fmt(o, "\"slow_path\":{\"rounds\":%llu,\"cache_drains\":%llu},", U(st.slowpath_rounds),
 		   U(st.cache_drains));
-	static const char *const thp_modes[] = { "never", "madvise", "always" };
+	static const char *const thp_modes[] = { "never", "madvise", "always", "reuse" };
 	za_out_fmt(o, "\"huge_pages\":{\"thp\":\"%s\",\"anon_huge_kb\":%ld},",
 		   thp_modes[za_thp_mode], za_os_anon_huge_kb());
 	struct za_shrink_stats sh;

@@ -84,7 +84,7 @@ refuse "ZONEALLOC_DECAY_MS takes milliseconds" --decay soon
 refuse "ZONEALLOC_RECLAIM takes dontneed or free" --reclaim=never
 refuse "unknown option: --frobnicate" --frobnicate
 refuse "ZONEALLOC_BACKEND takes zonealloc, mimalloc or libc" --backend jemalloc
-refuse "ZONEALLOC_THP takes never, madvise or always" --thp sometimes
+refuse "ZONEALLOC_THP takes never, reuse, madvise or always" --thp sometimes
 out=$("$launcher" --thp never --stats true 2>&1)
 grep -q '^  huge pages: [0-9]* KiB of AnonHugePages in the process (THP never)$' <<<"$out" &&
 	ok "--thp never: the report says so" || bad "--thp never: '$(grep 'huge pages' <<<"$out")'"

@@ -10,7 +10,9 @@
  *    way (free_sized with the size asked for is exact);
  *  - the advice itself: a zone gets MADV_HUGEPAGE under always only, a
  *    huge mapping under madvise and always, MADV_NOHUGEPAGE under never
- *    (VmFlags hg / nh in /proc/self/smaps).
+ *    (VmFlags hg / nh in /proc/self/smaps); under reuse (the default) a
+ *    huge mapping asks nothing until a huge block has been freed, then a
+ *    fresh mapping asks, and a cached one when it is reused.
  */
 #include <sys/mman.h>
 
@@ -99,9 +101,12 @@ static size_t reused_mapping(int mode)
 
 static void case_huge_cut(void)
 {
+	size_t reuse = reused_mapping(ZA_THP_REUSE);
 	size_t on = reused_mapping(ZA_THP_MADVISE), off = reused_mapping(ZA_THP_NEVER);
 	CHECK_MSG(on == 10 * MiB, "THP on: 9 MiB + 1 from a cached 24 MiB mapping keeps %zu mapped, "
 				  "want 10 MiB (cut at a 2 MiB boundary)", on);
+	CHECK_MSG(reuse == 10 * MiB, "THP reuse: the reused mapping keeps %zu mapped, want 10 MiB "
+				     "(it asks for huge pages when reused)", reuse);
 	CHECK_MSG(off == 9 * MiB + ZA_PAGE_SIZE, "THP off: %zu mapped, want 9 MiB + 4 KiB", off);
 }
 
@@ -140,7 +145,7 @@ static bool vm_flag(const void *p, const char *flag)
  * taken back to the system's default, only changed. */
 static void advice(int mode)
 {
-	static const char *const names[] = { "never", "madvise", "always" };
+	static const char *const names[] = { "never", "madvise", "always", "reuse" };
 	za_thp_mode = mode;
 	za_zones_thp_advise();
 	void *small = za_malloc(100), *big = za_malloc(8 * MiB);
@@ -152,6 +157,27 @@ static void advice(int mode)
 	CHECK_MSG(huge_hg == (mode != ZA_THP_NEVER) && huge_nh == (mode == ZA_THP_NEVER),
 		  "THP %s: huge mapping VmFlags hg %d nh %d", names[mode], huge_hg, huge_nh);
 	za_free(big);
+	za_free(small);
+}
+
+/* The default: huge pages for huge blocks once the program recycles them. */
+static void case_advice_reuse(void)
+{
+	za_thp_mode = ZA_THP_REUSE;
+	za_zones_thp_advise();
+	void *small = za_malloc(100), *first = za_malloc(8 * MiB);
+	CHECK(small && first);
+	CHECK_MSG(!vm_flag(small, "hg") && !vm_flag(small, "nh"), "THP reuse: the zone was advised");
+	CHECK_MSG(!vm_flag(first, "hg") && !vm_flag(first, "nh"),
+		  "THP reuse: the first huge block asked for huge pages before any was freed");
+	za_free(first);   /* kept in the cache */
+	void *fresh = za_malloc(40 * MiB), *again = za_malloc(8 * MiB);
+	CHECK(fresh && again);
+	CHECK_MSG(again == first, "the 8 MiB block did not come from the cache");
+	CHECK_MSG(vm_flag(fresh, "hg"), "THP reuse: a huge block mapped after a free asks nothing");
+	CHECK_MSG(vm_flag(again, "hg"), "THP reuse: a cached mapping reused asks nothing");
+	za_free(again);
+	za_free(fresh);
 	za_free(small);
 }
 
@@ -176,6 +202,7 @@ int main(void)
 	run_case("huge_cut", case_huge_cut, 60);
 	run_case("advice_never", case_advice_never, 60);
 	run_case("advice_madvise", case_advice_madvise, 60);
+	run_case("advice_reuse", case_advice_reuse, 60);
 	run_case("advice_always", case_advice_always, 60);
 	return test_done("test_thp");
 }

@@ -38,7 +38,7 @@ static const char usage[] =
 	"                      id), for zonealloc-replay and zonealloc-trace\n"
 	"  --decay MS          give back free pages unused for MS ms (ZONEALLOC_DECAY_MS)\n"
 	"  --reclaim HOW       dontneed or free (ZONEALLOC_RECLAIM)\n"
-	"  --thp MODE          huge pages: never, madvise or always (ZONEALLOC_THP)\n"
+	"  --thp MODE          huge pages: never, reuse, madvise or always (ZONEALLOC_THP)\n"
 	"  --background        a background thread gives back decayed pages\n"
 	"  --no-fallback       fail with ZA_ENOMEM_OS instead of falling back to mimalloc\n"
 	"  --verbose           say which backend serves, and when zonealloc falls back\n"
