@@ -68,7 +68,7 @@ refused ZONEALLOC_DECAY_MS=-5 "ZONEALLOC_DECAY_MS takes milliseconds, 0 to 86400
 refused ZONEALLOC_DECAY_MS=10s "ZONEALLOC_DECAY_MS takes milliseconds, 0 to 86400000"
 refused ZONEALLOC_RECLAIM=bogus "ZONEALLOC_RECLAIM takes dontneed or free"
 refused ZONEALLOC_CHECK=maybe "ZONEALLOC_CHECK takes 0 or 1"
-refused ZONEALLOC_THP=yes "ZONEALLOC_THP takes never, madvise or always"
+refused ZONEALLOC_THP=yes "ZONEALLOC_THP takes never, reuse, madvise or always"
 refused ZONEALLOC_STATS= "ZONEALLOC_STATS takes 0, 1, text or json, or a FILE name (%p: the process id)"
 
 # A limit at the minimum is honoured: the report shows it.
