@@ -152,7 +152,7 @@ size_t za_shim_usable_size(const void *p, const char *call)
 		/* A freed object carries the free mark; confirmed on the lists
 		 * (user data may hold the mark by chance). */
 		void *const *w = p;
-		if (unlikely((uintptr_t)w[1] == (za_slab_free_mark ^ (uintptr_t)p)) &&
+		if (unlikely((uintptr_t)w[1] == (za_slab_keys.mark ^ (uintptr_t)p)) &&
 		    za_slab_object_free(slab, (void *)p))
 			za_fatal("%s(%p): the %u-byte slab object was freed", call, p,
 				 za_classes[za_slab_class(slab)].size);

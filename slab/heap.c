@@ -5,6 +5,7 @@
  */
 #include <sched.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "policy/policy.h"
@@ -289,12 +290,19 @@ static void heap_key_create(void)
 {
 	pthread_key_create(&heap_key, heap_thread_exit);
 	za_policy_register_drain(slab_drain);
-	/* The double-free mark differs from run to run. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uintptr_t seed = (uintptr_t)&ts ^ ((uintptr_t)ts.tv_nsec << 20) ^ (uintptr_t)ts.tv_sec;
-	seed *= 0x9e3779b97f4a7c15ull;
-	za_slab_free_mark = seed | 1;
+	/* The secrets differ from run to run: the kernel's random bytes, or
+	 * where it has none to give yet, the clock and the stack's address. */
+	uintptr_t seed[2];
+	if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed[0] = (uintptr_t)&ts ^ ((uintptr_t)ts.tv_nsec << 20) ^ (uintptr_t)ts.tv_sec;
+		seed[0] *= 0x9e3779b97f4a7c15ull;
+		seed[1] = (seed[0] ^ (seed[0] >> 29)) * 0xbf58476d1ce4e5b9ull;
+	}
+	/* No slab exists yet, so no link was stored with another key. */
+	za_slab_keys.mark = seed[0] | 1;
+	za_slab_keys.link = seed[1];
 }
 
 /* This thread's heap: an orphan from the pool, else a new one. */

@@ -11,7 +11,7 @@
 
 #include "policy/policy.h"
 
-uintptr_t za_slab_free_mark;
+struct za_slab_keys za_slab_keys;
 
 /* The sentinel every class of a new heap starts on: never has objects. */
 struct za_slab za_slab_empty = { .where = ZA_SLAB_NONE };
@@ -136,11 +136,9 @@ bool za_slab_collect(struct za_slab *slab)
 	void **list = (void **)(old & ~(uintptr_t)ZA_REMOTE_STATE);
 	uint32_t n = 1;
 	void **tail = list;
-	while (tail[0]) {
-		tail = tail[0];
+	for (void **next; (next = za_link_next(tail)) != NULL; tail = next)
 		n++;
-	}
-	tail[0] = slab->free;
+	tail[0] = za_link_enc(slab->free);
 	slab->free = list;
 	slab->used = (uint16_t)(slab->used - n);
 	return true;
@@ -193,7 +191,7 @@ static void remote_push(struct za_slab *slab, void **head, void **tail, uint32_t
 		if (notify) {
 			new = (old & ~(uintptr_t)ZA_REMOTE_STATE) | ZA_REMOTE_NOTIFYING;
 		} else {
-			tail[0] = (void *)(old & ~(uintptr_t)ZA_REMOTE_STATE);
+			tail[0] = za_link_enc((void *)(old & ~(uintptr_t)ZA_REMOTE_STATE));
 			new = (uintptr_t)head | (old & ZA_REMOTE_STATE);
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&slab->remote, &old, new,
@@ -206,7 +204,7 @@ static void remote_push(struct za_slab *slab, void **head, void **tail, uint32_t
 		struct za_theap *owner = slab->owner;
 		void *first = atomic_load_explicit(&owner->delayed, memory_order_relaxed);
 		do {
-			tail[0] = first;
+			tail[0] = za_link_enc(first);
 		} while (!atomic_compare_exchange_weak_explicit(&owner->delayed, &first, head,
 								memory_order_release,
 								memory_order_relaxed));
@@ -235,24 +233,24 @@ void za_slab_remote_flush(struct za_theap *heap)
 void za_slab_free_remote(struct za_slab *slab, void *obj)
 {
 	void **p = obj;
-	p[1] = (void *)(za_slab_free_mark ^ (uintptr_t)p);
+	p[1] = (void *)(za_slab_keys.mark ^ (uintptr_t)p);
 	struct za_theap *heap = za_tls_heap;
 	if (unlikely(heap->is_empty_sentinel) &&
 	    (heap == &za_theap_exited || !(heap = za_theap_acquire()))) {
 		/* A thread on its way out (or out of memory for a heap). */
-		p[0] = NULL;
+		p[0] = za_link_enc(NULL);
 		remote_push(slab, p, p, 1);
 		atomic_fetch_add_explicit(&za_slab_counters.remote_frees, 1, memory_order_relaxed);
 		return;
 	}
 	if (heap->rbuf_slab == slab) {
-		p[0] = heap->rbuf_head;
+		p[0] = za_link_enc(heap->rbuf_head);
 		heap->rbuf_head = p;
 		if (++heap->rbuf_n >= ZA_RBUF_MAX)
 			za_slab_remote_flush(heap);
 	} else {
 		za_slab_remote_flush(heap);
-		p[0] = NULL;
+		p[0] = za_link_enc(NULL);
 		heap->rbuf_slab = slab;
 		heap->rbuf_head = heap->rbuf_tail = p;
 		heap->rbuf_n = 1;
@@ -265,10 +263,29 @@ void za_slab_free_remote(struct za_slab *slab, void *obj)
 static void free_local(struct za_theap *heap, struct za_slab *slab, void **p)
 {
 	void *old = slab->free;
-	p[0] = old;
+	p[0] = za_link_enc(old);
 	slab->free = p;
 	if (--slab->used == 0 || !old)
 		za_slab_free_slow(heap, slab, p);
+}
+
+void *za_slab_bad_link(const void *p, const void *next)
+{
+	za_fatal("malloc: corrupted free list: the freed %u-byte object at %p links to %p, "
+		 "outside its slab (written after free?)",
+		 za_classes[za_slab_of_object(p)->cls].size, p, next);
+}
+
+/* The delayed list runs across slabs: each link must be a slab object. */
+static void **delayed_next(void **p)
+{
+	void **next = za_link_dec(p[0]);
+	struct za_zone *zone;
+	uint32_t head;
+	if (next && (((uintptr_t)next & 15) || !(zone = za_zone_of(next)) ||
+		     !za_slab_head_of(zone, za_pfn_of(zone, next), &head)))
+		za_slab_bad_link(p, next);
+	return next;
 }
 
 /* Frees the objects other threads put on the heap's delayed list. One
@@ -278,11 +295,11 @@ void za_slab_delayed_collect(struct za_theap *heap)
 	void **list = atomic_exchange_explicit(&heap->delayed, NULL, memory_order_acquire);
 	void **again = NULL, **again_tail = NULL;
 	while (list) {
-		void **next = list[0];
+		void **next = delayed_next(list);
 		struct za_slab *slab = za_slab_of_object(list);
 		if ((atomic_load_explicit(&slab->remote, memory_order_acquire) & ZA_REMOTE_STATE) ==
 		    ZA_REMOTE_NOTIFYING) {
-			list[0] = again;
+			list[0] = za_link_enc(again);
 			again = list;
 			if (!again_tail)
 				again_tail = list;
@@ -294,7 +311,7 @@ void za_slab_delayed_collect(struct za_theap *heap)
 	if (again) {
 		void *head = atomic_load_explicit(&heap->delayed, memory_order_relaxed);
 		do {
-			again_tail[0] = head;
+			again_tail[0] = za_link_enc(head);
 		} while (!atomic_compare_exchange_weak_explicit(&heap->delayed, &head, again,
 								memory_order_release,
 								memory_order_relaxed));
@@ -318,7 +335,7 @@ static bool slab_carve(struct za_slab *slab)
 	void *head = slab->free;
 	for (uint32_t i = end; i-- > slab->carved;) {
 		void **obj = (void **)(base + (size_t)i * size);
-		obj[0] = head;
+		obj[0] = za_link_enc(head);
 		head = obj;
 	}
 	slab->free = head;
@@ -476,7 +493,7 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 	slab_carve(slab);
 found:;
 	void **p = slab->free;
-	slab->free = p[0];
+	slab->free = za_link_next(p);
 	p[1] = NULL;
 	slab->used++;
 	return p;
@@ -551,9 +568,10 @@ void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab, void *p)
 		slab_idle_scan(heap);
 }
 
-static bool list_holds(void *list, void *p, uint32_t limit)
+/* `delayed`: the list runs across slabs (else it stays in p's slab). */
+static bool list_holds(void *list, void *p, uint32_t limit, bool delayed)
 {
-	for (void **q = list; q && limit; q = q[0], limit--)
+	for (void **q = list; q && limit; q = delayed ? delayed_next(q) : za_link_next(q), limit--)
 		if (q == p)
 			return true;
 	return false;
@@ -570,11 +588,11 @@ bool za_slab_object_free(struct za_slab *slab, void *p)
 	uint32_t cap = slab->capacity;
 	void *remote = (void *)(atomic_load_explicit(&slab->remote, memory_order_acquire) &
 				~(uintptr_t)ZA_REMOTE_STATE);
-	return (heap->rbuf_slab == slab && list_holds(heap->rbuf_head, p, heap->rbuf_n)) ||
-	       (owner && (list_holds(slab->free, p, cap) ||
+	return (heap->rbuf_slab == slab && list_holds(heap->rbuf_head, p, heap->rbuf_n, false)) ||
+	       (owner && (list_holds(slab->free, p, cap, false) ||
 			  list_holds(atomic_load_explicit(&heap->delayed, memory_order_acquire), p,
-				     UINT32_MAX))) ||
-	       list_holds(remote, p, cap);
+				     UINT32_MAX, true))) ||
+	       list_holds(remote, p, cap, false);
 }
 
 void za_slab_free_marked(struct za_slab *slab, void *p)

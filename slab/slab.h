@@ -134,9 +134,58 @@ struct za_tls_block {
 extern __thread struct za_tls_block za_tls __attribute__((tls_model("initial-exec")));
 #define za_tls_heap (za_tls.heap)
 
-/* A freed object carries this mark (xor its address) in its second word:
- * a free that finds it is probably a double free, and is verified. */
-extern uintptr_t za_slab_free_mark ZA_HIDDEN;
+/*
+ * Per-process secrets, drawn when the first heap is made (heap.c), in one
+ * line that the free path loads anyway.
+ *  - `mark`: a freed object carries it (xor its address) in its second
+ *    word: a free that finds it is probably a double free, and is verified.
+ *  - `link`: every free-list link (first word of a freed object: local,
+ *    remote, delayed and pending lists alike) is stored xor it
+ *    (safe-linking, as glibc's tcache and mimalloc's secure mode do). A
+ *    write into a freed object cannot aim the next allocation at an
+ *    address of its choosing without the secret, and each pop checks that
+ *    the link it decodes stays inside the object's slab: slabs are
+ *    buddy blocks of at most 2^ZA_SLAB_LINK_SHIFT bytes, naturally
+ *    aligned, so an object and its successor share that aligned window.
+ */
+struct za_slab_keys {
+	uintptr_t mark;
+	uintptr_t link;
+};
+extern struct za_slab_keys za_slab_keys ZA_HIDDEN;
+#define ZA_SLAB_LINK_SHIFT (ZA_PAGE_SHIFT + ZA_SLAB_MAX_ORDER)
+
+static inline void *za_link_enc(const void *next)
+{
+	return (void *)((uintptr_t)next ^ za_slab_keys.link);
+}
+
+static inline void *za_link_dec(const void *stored)
+{
+	return (void *)((uintptr_t)stored ^ za_slab_keys.link);
+}
+
+/* A link that leaves its slab: the freed object was written to. Reports
+ * and never returns; declared returning so the fast paths reach it by a
+ * tail call and set up no frame for it. */
+ZA_NOINLINE __attribute__((cold)) void *za_slab_bad_link(const void *p, const void *next);
+
+/* Whether `next`, decoded from free object p's link, may follow p on a
+ * list of p's slab (NULL ends the list, the one link outside the window). */
+static inline bool za_link_bad(const void *p, const void *next)
+{
+	return unlikely(((uintptr_t)next ^ (uintptr_t)p) >> ZA_SLAB_LINK_SHIFT) && next;
+}
+
+/* The successor of free object p on a list of its slab, checked (slow
+ * paths; the fast pops check in place). */
+static inline void **za_link_next(void **p)
+{
+	void **next = za_link_dec(p[0]);
+	if (unlikely(za_link_bad(p, next)))
+		za_slab_bad_link(p, next);
+	return next;
+}
 
 static inline struct za_page *za_slab_page(struct za_slab *slab)
 {
@@ -202,7 +251,10 @@ static inline void *za_slab_pop(struct za_theap *heap, struct za_slab *slab, uns
 	void **p = slab->free;
 	if (unlikely(!p))
 		return za_slab_alloc_generic(heap, cls);
-	slab->free = *p;
+	void **next = za_link_dec(*p);
+	if (unlikely(za_link_bad(p, next)))
+		return za_slab_bad_link(p, next);
+	slab->free = next;
 	p[1] = NULL;   /* clears the free mark */
 	slab->used++;
 	return p;
@@ -225,7 +277,10 @@ static inline void *za_slab_alloc_small(size_t size)
 	void **p = slab->free;
 	if (unlikely(!p))
 		return za_slab_alloc_generic(heap, za_size_class(size));
-	slab->free = *p;
+	void **next = za_link_dec(*p);
+	if (unlikely(za_link_bad(p, next)))
+		return za_slab_bad_link(p, next);
+	slab->free = next;
 	p[1] = NULL;
 	slab->used++;
 	return p;
@@ -242,10 +297,10 @@ static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 		return;
 	}
 	void *old = slab->free;
-	p[0] = old;
+	p[0] = za_link_enc(old);
 	/* A relaxed atomic store is a plain store, and keeps the compiler
 	 * from pairing the two into a vector store built in registers. */
-	__atomic_store_n(&p[1], (void *)(za_slab_free_mark ^ (uintptr_t)p), __ATOMIC_RELAXED);
+	__atomic_store_n(&p[1], (void *)(za_slab_keys.mark ^ (uintptr_t)p), __ATOMIC_RELAXED);
 	slab->free = p;
 	if (unlikely(--slab->used == 0 || !old))
 		za_slab_free_slow(heap, slab, p);
@@ -256,7 +311,7 @@ static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 static inline void za_slab_free(struct za_slab *slab, void *obj)
 {
 	void **p = obj;
-	if (unlikely((uintptr_t)p[1] == (za_slab_free_mark ^ (uintptr_t)p))) {
+	if (unlikely((uintptr_t)p[1] == (za_slab_keys.mark ^ (uintptr_t)p))) {
 		za_slab_free_marked(slab, p);
 		return;
 	}

@@ -12,6 +12,7 @@
 #ifndef ZA_TEST_MALLOC_TEST_H
 #define ZA_TEST_MALLOC_TEST_H
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -88,6 +89,15 @@ static inline size_t pages_used(void)
 static inline bool line_matches(const char *line, const char *pat)
 {
 	while (*pat) {
+		if (*pat == '~') {   /* a pointer printed with %p */
+			if (line[0] != '0' || line[1] != 'x' || !isxdigit((unsigned char)line[2]))
+				return false;
+			line += 2;
+			while (isxdigit((unsigned char)*line))
+				line++;
+			pat++;
+			continue;
+		}
 		if (*pat == '#') {
 			if (*line < '0' || *line > '9')
 				return false;

@@ -6,8 +6,9 @@
  * interior pointers (slab, run, huge), pointers zonealloc never returned
  * (stack, static data, a private mmap, wild addresses), realloc and
  * malloc_usable_size of a foreign pointer, free_sized with a size larger
- * than the allocation, free_aligned_sized with the wrong alignment, and a
- * page block freed with free; and that a report's backtrace names the
+ * than the allocation, free_aligned_sized with the wrong alignment, a
+ * page block freed with free, and a free-list link overwritten after
+ * free (local and remote lists); and that a report's backtrace names the
  * caller. Pointers pass through volatile so the
  * compiler cannot drop or reason about the calls.
  *
@@ -298,6 +299,43 @@ static void run_tail_pointer(void)
 	F(free)(q);
 }
 
+/* ---- writes after free into a free-list link (safe-linking) ---- */
+
+static void slab_write_after_free(void)
+{
+	for (int i = 0; i < 8; i++)
+		live[i] = F(malloc)(128);
+	char *p = opaque_ptr(live[5]);
+	F(free)(p);
+	memset(p, 'A', 8);   /* the link, as a stale pointer's write would */
+	EXPECT("zonealloc: malloc: corrupted free list: the freed 128-byte object at %p links to ~, outside its slab (written after free?)",
+	       (void *)p);
+	(void)F(malloc)(opaque_size(128));
+}
+
+static void *free_one(void *arg)
+{
+	F(free)(arg);
+	return NULL;
+}
+
+/* The object waits on its slab's remote list (freed by a thread that
+ * has exited): the owner's collection checks the link it walks. */
+static void slab_write_after_remote_free(void)
+{
+	void *objs[8];   /* a whole 128 KiB slab of the 16 KiB class */
+	for (int i = 0; i < 8; i++)
+		objs[i] = F(malloc)(16 * KiB);
+	char *p = opaque_ptr(objs[2]);
+	pthread_t t;
+	pthread_create(&t, NULL, free_one, p);
+	pthread_join(t, NULL);
+	memset(p, 'B', 8);
+	EXPECT("zonealloc: malloc: corrupted free list: the freed 16384-byte object at %p links to ~, outside its slab (written after free?)",
+	       (void *)p);
+	(void)F(malloc)(opaque_size(16 * KiB));
+}
+
 /* ---- malloc_usable_size of what was freed ---- */
 
 static void usable_freed_slab(void)
@@ -507,6 +545,8 @@ int main(void)
 		{ "slab interior realloc", slab_interior_realloc },
 		{ "slab past the last object", slab_past_last },
 		{ "run tail pointer", run_tail_pointer },
+		{ "slab write after free", slab_write_after_free },
+		{ "slab write after a remote free", slab_write_after_remote_free },
 		{ "usable size of a freed slab object", usable_freed_slab },
 		{ "usable size of a freed run", usable_freed_run },
 		{ "usable size of a freed run, merged", usable_freed_run_merged },
@@ -545,6 +585,15 @@ int main(void)
 		  "no word on the missing backtrace:\n%s", death_rest);
 #endif
 	printf("  backtrace:\n%s", death_rest);
+
+	/* Safe-linking: a freed object's link is not the plain address of
+	 * the object freed before it, so a read after free learns nothing. */
+	void *a = F(malloc)(64), *b = F(malloc)(64);
+	F(free)(a);
+	F(free)(b);
+	void *link = *(void *volatile *)b;
+	CHECK_MSG(link != a, "the freed object's link is the plain address %p", a);
+	F(free)(F(malloc)(64));
 
 	for (int i = 0; i < 64; i++)
 		F(free)(warm[i]);
