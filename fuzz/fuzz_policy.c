@@ -292,7 +292,7 @@ void fuzz_one(const uint8_t *data, size_t size)
 			break;
 		}
 		}
-		FUZZ_CHECK_HEAP();
+		FUZZ_CHECK_SOME(ops);
 	}
 	while (free_one_live())
 		;

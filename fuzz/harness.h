@@ -66,6 +66,22 @@ static inline uint32_t fuzz_u32(struct fuzz_in *in)
 			    cr_.zone, (unsigned long)cr_.pfn, cr_.order, cr_.what); \
 	} while (0)
 
+/*
+ * The checker walks every zone's page map and free lists: after every
+ * operation it took a third of a harness's time. It runs after every
+ * FUZZ_CHECK_EVERY-th operation and at the end of each input, when the
+ * heap must be back where it started; a broken invariant is still caught
+ * within the input that broke it, so a crash replays alone.
+ */
+#ifndef FUZZ_CHECK_EVERY
+#define FUZZ_CHECK_EVERY 16
+#endif
+#define FUZZ_CHECK_SOME(ops)                                                   \
+	do {                                                                   \
+		if ((ops) % FUZZ_CHECK_EVERY == 0)                             \
+			FUZZ_CHECK_HEAP();                                     \
+	} while (0)
+
 /* Fill patterns: every byte of an allocation is a function of its tag and
  * offset, so any overlap or stray write is seen at the next verify. */
 static inline uint8_t fuzz_pattern(uint32_t tag, size_t off)
@@ -73,7 +89,31 @@ static inline uint8_t fuzz_pattern(uint32_t tag, size_t off)
 	return (uint8_t)((tag * 131u) ^ (off * 7u) ^ (off >> 8));
 }
 
-/* Writes the pattern at the ends and every 4 KiB (all of it if small). */
+/*
+ * Large allocations carry the pattern at both ends (64 bytes each) and at
+ * the start of up to FUZZ_PAGES_SAMPLED of their pages, spread evenly and
+ * shifted by the tag so that successive inputs sample different pages.
+ * Every page written is a page fault on fresh memory: writing each 4 KiB
+ * page of multi-MiB blocks made those faults 70% of fuzz_buddy's time.
+ */
+#define FUZZ_PAGES_SAMPLED 8
+
+/* The i-th sampled page offset of a `len`-byte block (len > 256). */
+static inline size_t fuzz_sample_off(size_t len, uint32_t tag, unsigned i)
+{
+	size_t pages = len / 4096;
+	if (pages <= FUZZ_PAGES_SAMPLED)
+		return (size_t)i * 4096;
+	size_t stride = pages / FUZZ_PAGES_SAMPLED;
+	return ((size_t)i * stride + tag % stride) * 4096;
+}
+
+static inline unsigned fuzz_samples(size_t len)
+{
+	size_t pages = (len + 4095) / 4096;
+	return pages < FUZZ_PAGES_SAMPLED ? (unsigned)pages : FUZZ_PAGES_SAMPLED;
+}
+
 static inline void fuzz_fill(uint8_t *p, size_t len, uint32_t tag)
 {
 	if (len <= 256) {
@@ -81,45 +121,62 @@ static inline void fuzz_fill(uint8_t *p, size_t len, uint32_t tag)
 			p[i] = fuzz_pattern(tag, i);
 		return;
 	}
-	for (size_t i = 0; i < len; i += 4096)
+	for (unsigned k = 0; k < fuzz_samples(len); k++) {
+		size_t i = fuzz_sample_off(len, tag, k);
 		p[i] = fuzz_pattern(tag, i);
-	for (size_t i = len - 64; i < len; i++)
-		p[i] = fuzz_pattern(tag, i);
-}
-
-static inline int fuzz_verify(const uint8_t *p, size_t len, uint32_t tag)
-{
-	if (len <= 256) {
-		for (size_t i = 0; i < len; i++)
-			if (p[i] != fuzz_pattern(tag, i))
-				return 0;
-		return 1;
 	}
-	for (size_t i = 0; i < len; i += 4096)
-		if (p[i] != fuzz_pattern(tag, i))
-			return 0;
+	for (size_t i = 0; i < 64; i++)
+		p[i] = fuzz_pattern(tag, i);
 	for (size_t i = len - 64; i < len; i++)
-		if (p[i] != fuzz_pattern(tag, i))
-			return 0;
-	return 1;
+		p[i] = fuzz_pattern(tag, i);
 }
 
-/* Verifies the first `keep` bytes of what fuzz_fill wrote over `len`. */
+/* Verifies what fuzz_fill wrote over `len`, in the first `keep` bytes. */
 static inline int fuzz_verify_prefix(const uint8_t *p, size_t keep, size_t len, uint32_t tag)
 {
-	if (keep >= len)
-		return fuzz_verify(p, len, tag);
+	if (keep > len)
+		keep = len;
 	if (len <= 256) {
 		for (size_t i = 0; i < keep; i++)
 			if (p[i] != fuzz_pattern(tag, i))
 				return 0;
 		return 1;
 	}
-	for (size_t i = 0; i < keep; i += 4096)
+	for (unsigned k = 0; k < fuzz_samples(len); k++) {
+		size_t i = fuzz_sample_off(len, tag, k);
+		if (i < keep && p[i] != fuzz_pattern(tag, i))
+			return 0;
+	}
+	for (size_t i = 0; i < 64 && i < keep; i++)
 		if (p[i] != fuzz_pattern(tag, i))
 			return 0;
 	for (size_t i = len - 64; i < keep; i++)
 		if (p[i] != fuzz_pattern(tag, i))
+			return 0;
+	return 1;
+}
+
+static inline int fuzz_verify(const uint8_t *p, size_t len, uint32_t tag)
+{
+	return fuzz_verify_prefix(p, len, len, tag);
+}
+
+/* Whether memory promised zero reads zero where fuzz_fill(p, len, tag)
+ * will write: every 512th byte of the sampled pages, and both ends. */
+static inline int fuzz_zero(const uint8_t *p, size_t len, uint32_t tag)
+{
+	if (len <= 4096) {
+		for (size_t i = 0; i < len; i++)
+			if (p[i])
+				return 0;
+		return 1;
+	}
+	for (unsigned k = 0; k < fuzz_samples(len); k++)
+		for (size_t i = fuzz_sample_off(len, tag, k), e = i + 4096; i < e && i < len; i += 512)
+			if (p[i])
+				return 0;
+	for (size_t i = len - 64; i < len; i++)
+		if (p[i])
 			return 0;
 	return 1;
 }
