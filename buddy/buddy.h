@@ -466,9 +466,11 @@ void za_meta_reset_child(void);
 
 /* ---- misuse ---- */
 
+/* Reports a bad page-level free (za_misuse): returns under warn only,
+ * and the caller then frees nothing. */
 void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 		       const struct za_zone *zone, uint32_t pfn, int expected_order)
-	__attribute__((noreturn, cold));
+	__attribute__((cold));
 
 /* Locks for fork. */
 void za_buddy_lock_all(void);

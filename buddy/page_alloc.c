@@ -562,8 +562,10 @@ static uint32_t covering_head(const struct za_zone *zone, uint32_t pfn)
 void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 		       const struct za_zone *zone, uint32_t pfn, int expected_order)
 {
-	if (!zone)
-		za_fatal("%s(%p): %s", call, ptr, what);
+	if (!zone) {
+		za_misuse("%s(%p): %s", call, ptr, what);
+		return;
+	}
 	const struct za_page *page = &zone->pages[pfn];
 	/* A block freed twice has usually merged with its buddy by then, so
 	 * its head is a tail page of a larger free block: say which. */
@@ -571,35 +573,42 @@ void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 	if (head != ZA_PFN_NONE) {
 		const struct za_page *h = &zone->pages[head];
 		if (h->state == ZA_PG_FREE || h->state == ZA_PG_PCP)
-			za_fatal("%s(%p): %s: zone %d pfn %u is free%s: inside the "
-				 "free block at pfn %u (order %u), expected order %d",
-				 call, ptr, what, zone->index, pfn, free_page_verdict(ptr), head,
-				 h->order, expected_order);
-		za_fatal("%s(%p): %s: zone %d pfn %u is inside a block (not a block head): the "
-			 "block at pfn %u is %s (order %u), expected order %d",
-			 call, ptr, what, zone->index, pfn, head,
-			 h->state < ZA_PG_STATE_COUNT ? state_names[h->state] : "corrupt", h->order,
-			 expected_order);
+			za_misuse("%s(%p): %s: zone %d pfn %u is free%s: inside the "
+				  "free block at pfn %u (order %u), expected order %d",
+				  call, ptr, what, zone->index, pfn, free_page_verdict(ptr), head,
+				  h->order, expected_order);
+		else
+			za_misuse("%s(%p): %s: zone %d pfn %u is inside a block (not a block head): "
+				  "the block at pfn %u is %s (order %u), expected order %d",
+				  call, ptr, what, zone->index, pfn, head,
+				  h->state < ZA_PG_STATE_COUNT ? state_names[h->state] : "corrupt",
+				  h->order, expected_order);
+		return;
 	}
 	const char *state = page->state < ZA_PG_STATE_COUNT ? state_names[page->state] : "corrupt";
 	bool is_free = page->state == ZA_PG_FREE || page->state == ZA_PG_PCP;
 	/* A slab head's count is the slab tier's (slab.c: the idle scan). */
-	za_fatal("%s(%p): %s: zone %d pfn %u is %s%s (order %u, %u pages), expected order %d",
-		 call, ptr, what, zone->index, pfn, state, is_free ? free_page_verdict(ptr) : "",
-		 page->order, page->state == ZA_PG_SLAB ? 0u : page->count, expected_order);
+	za_misuse("%s(%p): %s: zone %d pfn %u is %s%s (order %u, %u pages), expected order %d",
+		  call, ptr, what, zone->index, pfn, state, is_free ? free_page_verdict(ptr) : "",
+		  page->order, page->state == ZA_PG_SLAB ? 0u : page->count, expected_order);
 }
 
 /* The checks every page-level free makes before anything is trusted:
- * the address is in a zone, on a page boundary, at a block head. */
+ * the address is in a zone, on a page boundary, at a block head. NULL
+ * when it is not (reported; under warn the caller frees nothing). */
 static struct za_zone *checked_zone(const void *ptr, const char *call, uint32_t *pfn)
 {
 	struct za_zone *zone = za_zone_of(ptr);
-	if (unlikely(!zone))
+	if (unlikely(!zone)) {
 		za_buddy_bad_free(ptr, call, "pointer not owned by any zone", NULL, 0, -1);
+		return NULL;
+	}
 	*pfn = za_pfn_of(zone, ptr);
-	if (unlikely((uintptr_t)ptr & (ZA_PAGE_SIZE - 1)))
+	if (unlikely((uintptr_t)ptr & (ZA_PAGE_SIZE - 1))) {
 		za_buddy_bad_free(ptr, call, "pointer is not page aligned (interior pointer)",
 				  zone, *pfn, -1);
+		return NULL;
+	}
 	return zone;
 }
 
@@ -607,18 +616,24 @@ void za_buddy_free(void *block, unsigned order)
 {
 	uint32_t pfn;
 	struct za_zone *zone = checked_zone(block, "za_free_pages", &pfn);
+	if (unlikely(!zone))
+		return;
 	struct za_page *page = &zone->pages[pfn];
 
-	if (unlikely(order >= ZA_MAX_ORDER))
+	if (unlikely(order >= ZA_MAX_ORDER)) {
 		za_buddy_bad_free(block, "za_free_pages", "order out of range", zone, pfn,
 				  (int)order);
+		return;
+	}
 	/* An isolated block is the reclaimer's, not the caller's. */
 	if (unlikely(page->state != ZA_PG_BLOCK || page->order != order ||
-		     (page->flags & ZA_PGF_ISOLATED)))
+		     (page->flags & ZA_PGF_ISOLATED))) {
 		za_buddy_bad_free(block, "za_free_pages",
 				  (page->flags & ZA_PGF_ISOLATED) ? "double free (the block is free, being released)"
 				  : page->state == ZA_PG_BLOCK ? "wrong order" : "not an allocated block",
 				  zone, pfn, (int)order);
+		return;
+	}
 	za_buddy_freed_note(block);
 	if (order < ZA_PCP_ORDERS && za_pcp_free(zone, pfn, order))
 		return;
@@ -648,15 +663,21 @@ void za_buddy_free_run(void *run, uint32_t npages)
 {
 	uint32_t pfn;
 	struct za_zone *zone = checked_zone(run, "za_free_pages_exact", &pfn);
+	if (unlikely(!zone))
+		return;
 	struct za_page *head = &zone->pages[pfn];
 
-	if (unlikely(head->state != ZA_PG_RUN))
+	if (unlikely(head->state != ZA_PG_RUN)) {
 		za_buddy_bad_free(run, "za_free_pages_exact",
 				  head->state == ZA_PG_RUN_CACHED ? "double free" : "not an allocated exact run",
 				  zone, pfn, -1);
-	if (unlikely(npages && head->count != npages))
-		za_fatal("za_free_pages_exact(%p): run has %u pages, caller says %u: zone %d pfn %u",
-			 run, head->count, npages, zone->index, pfn);
+		return;
+	}
+	if (unlikely(npages && head->count != npages)) {
+		za_misuse("za_free_pages_exact(%p): run has %u pages, caller says %u: zone %d pfn %u",
+			  run, head->count, npages, zone->index, pfn);
+		return;
+	}
 	if (!za_pcp_run_free(head, run, head->count))
 		za_buddy_run_to_zone(zone, pfn);
 }
@@ -769,6 +790,8 @@ bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released)
 {
 	uint32_t pfn;
 	struct za_zone *zone = checked_zone(run, "realloc", &pfn);
+	if (unlikely(!zone))
+		return false;
 	struct za_page *head = &zone->pages[pfn];
 	bool ok = true;
 
@@ -778,6 +801,7 @@ bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released)
 	if (unlikely(head->state != ZA_PG_RUN)) {
 		pthread_mutex_unlock(&zone->lock);
 		za_buddy_bad_free(run, "realloc", "not an allocated run", zone, pfn, -1);
+		return false;
 	}
 	uint32_t old = head->count;
 	if (npages < old)

@@ -79,6 +79,17 @@ size_t za_fmt_path(char *buf, size_t cap, const char *pattern);
 void za_fatal(const char *fmt, ...)
 	__attribute__((noreturn, cold, format(printf, 1, 2)));
 
+/*
+ * A misuse by the program (a bad pointer or size handed to free, realloc,
+ * malloc_usable_size, a write after free found in a free list): reported
+ * as za_fatal reports, then, unless ZONEALLOC_ON_ERROR=warn, the same
+ * abort. Under warn it returns, and the caller does nothing more with what
+ * it was given (the object leaks), so the heap stays as it was.
+ */
+void za_misuse(const char *fmt, ...) __attribute__((cold, format(printf, 1, 2)));
+extern bool za_misuse_warn ZA_HIDDEN;
+extern _Atomic unsigned long za_misuse_count ZA_HIDDEN;
+
 /* Backtraces (backtrace.c), from libunwind loaded on first use.
  * za_backtrace prints the calling thread's stack to fd, or a line saying
  * why there is none; za_backtrace_pcs stores up to max return addresses

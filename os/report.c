@@ -5,6 +5,7 @@
 #include "os/os.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -148,22 +149,47 @@ void za_dprintf(int fd, const char *fmt, ...)
 	za_os_write(fd, buf, n);
 }
 
-void za_fatal(const char *fmt, ...)
+bool za_misuse_warn;
+_Atomic unsigned long za_misuse_count;
+
+/* The report's line and backtrace. */
+static void report(const char *fmt, va_list ap)
 {
 	char buf[512];
 	size_t n = za_fmt(buf, sizeof buf, "zonealloc: ");
-	va_list ap;
-	va_start(ap, fmt);
 	n += za_vfmt(buf + n, sizeof buf - n - 1, fmt, ap);
-	va_end(ap);
 	buf[n++] = '\n';
 	za_os_write(2, buf, n);
 	za_backtrace(2);
+}
+
+static __attribute__((noreturn)) void die(void)
+{
 	/* abort() could run atexit-free paths that allocate in odd libcs; a
 	 * raised SIGABRT with the default action cannot. */
 	signal(SIGABRT, SIG_DFL);
 	raise(SIGABRT);
 	abort();
+}
+
+void za_fatal(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report(fmt, ap);
+	va_end(ap);
+	die();
+}
+
+void za_misuse(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report(fmt, ap);
+	va_end(ap);
+	if (!za_misuse_warn)
+		die();
+	atomic_fetch_add_explicit(&za_misuse_count, 1, memory_order_relaxed);
 }
 
 size_t za_fmt_path(char *buf, size_t cap, const char *pattern)

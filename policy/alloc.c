@@ -300,8 +300,10 @@ void za_policy_free_pages_exact(void *run, size_t npages)
 {
 	if (!run)
 		return;
-	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES)
-		za_fatal("za_free_pages_exact(%p): %zu pages is not a run size", run, npages);
+	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES) {
+		za_misuse("za_free_pages_exact(%p): %zu pages is not a run size", run, npages);
+		return;
+	}
 	za_buddy_free_run(run, (uint32_t)npages);
 }
 

@@ -90,6 +90,7 @@ void za_preload_init(void)
 	if (za_thp_mode == ZA_THP_NEVER || za_thp_mode == ZA_THP_ALWAYS)
 		za_zones_thp_advise();   /* (mapped before the options were read) */
 	za_buddy_grouping = za_option(ZA_OPT_GROUPING) != 0;
+	za_misuse_warn = za_option(ZA_OPT_ON_ERROR) == 1;
 	if (za_option(ZA_OPT_LIMIT))
 		za_policy_set_limit((size_t)za_option(ZA_OPT_LIMIT));
 	za_background_enable(za_option(ZA_OPT_BACKGROUND) != 0);

@@ -99,6 +99,12 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			      "group allocations by kind into 2 MiB pageblocks (slabs, page runs, "
 			      "the reserve's), so long-lived slabs do not pin every free 2 MiB; 0: "
 			      "one kind for all (to compare)" },
+	[ZA_OPT_ON_ERROR] = { "ON_ERROR", OPT_CHOICE, 0, 0, 0, { "abort", "warn" }, "abort",
+			      "abort or warn",
+			      "what a misuse (double free, bad pointer or size, a write after free "
+			      "found in a free list) does after its report: abort, or warn: go on, "
+			      "the call doing nothing more (the object leaks) so the heap stays "
+			      "consistent" },
 };
 
 

@@ -26,6 +26,7 @@ enum za_option {
 	ZA_OPT_TRACE,      /* ZONEALLOC_TRACE=FILE: record every call */
 	ZA_OPT_THP,        /* ZONEALLOC_THP=never|madvise|always: huge pages */
 	ZA_OPT_GROUPING,   /* ZONEALLOC_GROUPING=0: pageblocks of one kind only */
+	ZA_OPT_ON_ERROR,   /* ZONEALLOC_ON_ERROR=abort|warn: what misuse does */
 	ZA_OPT_COUNT
 };
 

@@ -4,6 +4,7 @@
  * calls that are not a fast path: free of runs and misuse, realloc,
  * aligned allocation, calloc, sized free.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "policy/policy.h"
@@ -64,11 +65,12 @@ void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 	return p;
 }
 
-void za_shim_bad_slab_pointer(void *p, const char *call)
+struct za_slab *za_shim_bad_slab_pointer(void *p, const char *call)
 {
 	struct za_zone *zone = za_zone_of(p);
-	za_fatal("%s(%p): interior pointer: not the start of an object in the slab at zone %d pfn %u",
-		 call, p, zone->index, za_pfn_of(zone, p));
+	za_misuse("%s(%p): interior pointer: not the start of an object in the slab at zone %d pfn %u",
+		  call, p, zone->index, za_pfn_of(zone, p));
+	return &za_slab_sink;
 }
 
 void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
@@ -100,27 +102,31 @@ void za_shim_free_other(void *p)
 		za_trace_end(&c, ZA_TOP_FREE, p, 0, 0, 0, 0);
 }
 
-void za_shim_free_slow(void *p, const char *call)
+bool za_shim_free_slow(void *p, const char *call)
 {
 	struct za_region *r = za_region_of(p);
 	if (unlikely(!r)) {
 		if (za_backend_owns(p)) {
 			za_backend_free(p);
-			return;
+			return true;
 		}
 		size_t freed = za_huge_freed_size(p);
 		if (freed)
-			za_fatal("%s(%p): double free of a huge block (%zu bytes, freed before)", call,
-				 p, freed);
-		za_fatal("%s(%p): pointer not allocated by zonealloc (no zone or huge mapping owns it)",
-			 call, p);
+			za_misuse("%s(%p): double free of a huge block (%zu bytes, freed before)", call,
+				  p, freed);
+		else
+			za_misuse("%s(%p): pointer not allocated by zonealloc (no zone or huge "
+				  "mapping owns it)", call, p);
+		return false;
 	}
 	if (r->kind == ZA_REGION_HUGE) {
-		if (unlikely((uintptr_t)p != r->base))
-			za_fatal("%s(%p): interior pointer into the huge allocation at %p", call, p,
-				 (void *)r->base);
+		if (unlikely((uintptr_t)p != r->base)) {
+			za_misuse("%s(%p): interior pointer into the huge allocation at %p", call, p,
+				  (void *)r->base);
+			return false;
+		}
 		za_huge_free((struct za_huge *)r);
-		return;
+		return true;
 	}
 	struct za_zone *zone = (struct za_zone *)r;
 	uint32_t pfn = za_pfn_of(zone, p);
@@ -139,8 +145,10 @@ void za_shim_free_slow(void *p, const char *call)
 					   ? "page block from za_alloc_pages freed with free"
 					   : "not the start of an allocation";
 		za_buddy_bad_free(p, call, what, zone, pfn, -1);
+		return false;
 	}
 	za_buddy_free_run(p, 0);
+	return true;
 }
 
 size_t za_shim_usable_size(const void *p, const char *call)
@@ -149,13 +157,17 @@ size_t za_shim_usable_size(const void *p, const char *call)
 		return 0;
 	struct za_slab *slab = za_shim_slab_of((void *)p, call);
 	if (slab) {
+		if (unlikely(slab == &za_slab_sink))
+			return 0;   /* reported (warn) */
 		/* A freed object carries the free mark; confirmed on the lists
 		 * (user data may hold the mark by chance). */
 		void *const *w = p;
 		if (unlikely((uintptr_t)w[1] == (za_slab_keys.mark ^ (uintptr_t)p)) &&
-		    za_slab_object_free(slab, (void *)p))
-			za_fatal("%s(%p): the %u-byte slab object was freed", call, p,
-				 za_classes[za_slab_class(slab)].size);
+		    za_slab_object_free(slab, (void *)p)) {
+			za_misuse("%s(%p): the %u-byte slab object was freed", call, p,
+				  za_classes[za_slab_class(slab)].size);
+			return 0;
+		}
 		return za_classes[za_slab_class(slab)].size;
 	}
 	struct za_region *r = za_region_of(p);
@@ -167,13 +179,16 @@ size_t za_shim_usable_size(const void *p, const char *call)
 	if (pages)
 		return pages << ZA_PAGE_SHIFT;
 	size_t freed = r ? 0 : za_huge_freed_size(p);
-	if (freed)
-		za_fatal("%s(%p): the huge block was freed (%zu bytes)", call, p, freed);
 	struct za_zone *zone = r && r->kind == ZA_REGION_ZONE ? (struct za_zone *)r : NULL;
-	if (zone && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)) &&
-	    (zone->pages[za_pfn_of(zone, p)].state == ZA_PG_RUN_CACHED || za_buddy_freed_recently(p)))
-		za_fatal("%s(%p): the run was freed", call, p);
-	za_fatal("%s(%p): pointer not allocated by zonealloc", call, p);
+	if (freed)
+		za_misuse("%s(%p): the huge block was freed (%zu bytes)", call, p, freed);
+	else if (zone && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)) &&
+		 (zone->pages[za_pfn_of(zone, p)].state == ZA_PG_RUN_CACHED ||
+		  za_buddy_freed_recently(p)))
+		za_misuse("%s(%p): the run was freed", call, p);
+	else
+		za_misuse("%s(%p): pointer not allocated by zonealloc", call, p);
+	return 0;   /* (warn) */
 }
 
 /*
@@ -232,6 +247,14 @@ static void *realloc_run(void *p, uint32_t pages, size_t size)
 	return realloc_move(p, (size_t)pages << ZA_PAGE_SHIFT, size);
 }
 
+/* realloc of a pointer that was misuse (reported, under warn): it fails,
+ * and the pointer is left as it was. */
+static ZA_NOINLINE void *realloc_refused(void)
+{
+	errno = EINVAL;
+	return NULL;
+}
+
 /* realloc of p, in `zone`: in place where it can, else moved. */
 static inline __attribute__((always_inline)) void *realloc_in_zone(struct za_zone *zone, void *p,
 								     size_t size)
@@ -240,6 +263,8 @@ static inline __attribute__((always_inline)) void *realloc_in_zone(struct za_zon
 	struct za_page *page = &zone->pages[pfn];
 	struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "realloc");
 	if (slab) {
+		if (unlikely(slab == &za_slab_sink))
+			return realloc_refused();
 		size_t usable = za_classes[za_slab_class(slab)].size;
 		/* In place while the object is no more than half empty. */
 		if (size <= usable && (size > usable / 2 || usable <= 16))
@@ -254,7 +279,8 @@ static inline __attribute__((always_inline)) void *realloc_in_zone(struct za_zon
 		return realloc_run(p, page->count, size);
 	}
 	/* Not an allocation's start: free's checks name the misuse. */
-	za_shim_free_slow(p, "realloc");
+	if (!za_shim_free_slow(p, "realloc"))
+		return realloc_refused();
 	za_fatal("realloc(%p): not the start of an allocation", p);
 }
 
@@ -284,7 +310,8 @@ static ZA_NOINLINE void *realloc_other(void *p, size_t size, uintptr_t e)
 		za_policy_request_exit();
 		return q;
 	}
-	za_shim_free_slow(p, "realloc");
+	if (!za_shim_free_slow(p, "realloc"))
+		return realloc_refused();
 	za_fatal("realloc(%p): not the start of an allocation", p);
 }
 
@@ -397,20 +424,28 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 		}
 	}
 	size_t usable = za_shim_usable_size(p, call);
-	if (unlikely(size > usable))
-		za_fatal("%s(%p, %zu): size is larger than the allocation (%zu usable bytes)", call, p,
-			 size, usable);
-	if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
-		za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);
+	if (unlikely(!usable))
+		return;   /* misuse, reported (warn): nothing is freed */
+	if (unlikely(size > usable)) {
+		za_misuse("%s(%p, %zu): size is larger than the allocation (%zu usable bytes)",
+			  call, p, size, usable);
+		return;
+	}
+	if (unlikely(align > 1 && ((uintptr_t)p & (align - 1)))) {
+		za_misuse("%s(%p): pointer is not aligned to %zu", call, p, align);
+		return;
+	}
 	struct za_region *r = za_region_of(p);
 	size_t sampled = za_prof_sampled_size(p);
 	if (unlikely(sampled)) {
 		/* Served as a run for the profiler: the size is checked
 		 * against the one it was asked for (never reallocated in
 		 * place), by the class or pages it maps to. */
-		if (za_shim_usable_for(size, align) != za_shim_usable_for(sampled, 16))
-			za_fatal("%s(%p, %zu): size does not match the allocation's (%zu bytes)",
-				 call, p, size, sampled);
+		if (za_shim_usable_for(size, align) != za_shim_usable_for(sampled, 16)) {
+			za_misuse("%s(%p, %zu): size does not match the allocation's (%zu bytes)",
+				  call, p, size, sampled);
+			return;
+		}
 	} else if (r) {
 		size_t pages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 		size_t have = usable >> ZA_PAGE_SHIFT;
@@ -418,9 +453,11 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 			: align > 16			? usable == za_shim_usable_for(size, align)
 			: za_shim_slab_of(p, call)	? size > usable / 2 || usable <= 16
 							: pages >= have * 3 / 4;
-		if (unlikely(!ok))
-			za_fatal("%s(%p, %zu): size is smaller than the allocation's (%zu usable bytes)",
-				 call, p, size, usable);
+		if (unlikely(!ok)) {
+			za_misuse("%s(%p, %zu): size is smaller than the allocation's (%zu usable "
+				  "bytes)", call, p, size, usable);
+			return;
+		}
 	}
 	za_shim_free(p);
 }
@@ -442,8 +479,8 @@ size_t za_shim_usable_for(size_t size, size_t align)
 void za_shim_size_mismatch(void *p, size_t size, size_t align, const char *call)
 {
 	size_t usable = za_shim_usable_size(p, call);
-	za_fatal("%s(%p, %zu): size does not match the allocation (%zu usable bytes; %zu bytes "
-		 "would have %zu)", call, p, size, usable, size, za_shim_usable_for(size, align));
+	za_misuse("%s(%p, %zu): size does not match the allocation (%zu usable bytes; %zu bytes "
+		  "would have %zu)", call, p, size, usable, size, za_shim_usable_for(size, align));
 }
 
 void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, const char *call)
@@ -465,6 +502,8 @@ void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, 
 	struct za_region *r = za_region_of(p);
 	if (r && r->kind == ZA_REGION_ZONE) {
 		struct za_slab *slab = za_shim_slab_of(p, call);
+		if (unlikely(slab == &za_slab_sink))
+			return;   /* reported (warn) */
 		usable = slab ? za_classes[za_slab_class(slab)].size
 			      : za_buddy_run_pages(p) << ZA_PAGE_SHIFT;
 	} else if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
@@ -474,10 +513,14 @@ void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, 
 	if (unlikely(sampled))   /* a run for the profiler: what it would have had */
 		usable = za_shim_usable_for(sampled, 16);
 	if (usable) {
-		if (unlikely(align > 1 && ((uintptr_t)p & (align - 1))))
-			za_fatal("%s(%p): pointer is not aligned to %zu", call, p, align);
-		if (unlikely(sized && usable != za_shim_usable_for(size, align)))
+		if (unlikely(align > 1 && ((uintptr_t)p & (align - 1)))) {
+			za_misuse("%s(%p): pointer is not aligned to %zu", call, p, align);
+			return;
+		}
+		if (unlikely(sized && usable != za_shim_usable_for(size, align))) {
 			za_shim_size_mismatch(p, size, align, call);
+			return;
+		}
 	}
 	za_shim_free(p);
 }

@@ -47,7 +47,8 @@ void za_huge_stats(struct za_huge_stats *st);
 
 ZA_NOINLINE void *za_shim_malloc_large(size_t size, size_t align, bool zero);
 extern size_t za_shim_run_max ZA_HIDDEN;
-ZA_NOINLINE void za_shim_free_slow(void *p, const char *call);
+/* False when p was misuse (reported; under warn nothing was freed). */
+ZA_NOINLINE bool za_shim_free_slow(void *p, const char *call);
 /* free of p (not NULL) when the region table gives no untraced zone: a
  * traced zone's object (recorded, then freed as free's inline path would),
  * a huge block, a backend's or a foreign pointer. */
@@ -56,7 +57,8 @@ ZA_NOINLINE void za_shim_free_other(void *p);
  * thread's run cache; anything else to za_shim_free_slow. */
 ZA_NOINLINE void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p);
 ZA_NOINLINE void *za_shim_nomem(za_status status);
-ZA_COLD __attribute__((noreturn)) void za_shim_bad_slab_pointer(void *p, const char *call);
+/* Reports p (za_misuse); under warn returns &za_slab_sink. */
+ZA_COLD struct za_slab *za_shim_bad_slab_pointer(void *p, const char *call);
 size_t za_shim_usable_size(const void *p, const char *call);
 void *za_shim_realloc(void *p, size_t size);
 void *za_shim_aligned(size_t align, size_t size);
@@ -72,8 +74,7 @@ size_t za_shim_usable_for(size_t size, size_t align);
  * aligned and sized deletes. Misuse otherwise. */
 ZA_NOINLINE void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized,
 					    const char *call);
-ZA_COLD __attribute__((noreturn)) void za_shim_size_mismatch(void *p, size_t size, size_t align,
-							     const char *call);
+ZA_COLD void za_shim_size_mismatch(void *p, size_t size, size_t align, const char *call);
 int za_shim_trim(void);
 void za_huge_lock_all(void);
 void za_huge_unlock_all(void);
@@ -108,14 +109,25 @@ static inline void *za_shim_malloc(size_t size)
  * the class's reciprocal: no class table load, one compare. (Two compares
  * and the class table cost random_small 3 ns of 15 per operation.)
  */
-static inline struct za_slab *za_shim_slab_checked(struct za_zone *zone, uint32_t pfn,
-						   unsigned so, void *p, const char *call)
+static inline struct za_slab *za_shim_slab_valid(struct za_zone *zone, uint32_t pfn,
+						 unsigned so, const void *p)
 {
 	struct za_page *page = &zone->pages[pfn + 1 - so];
 	struct za_slab *slab = za_page_slab(page);
 	uint32_t off = ((so - 1) << ZA_PAGE_SHIFT) | ((uint32_t)(uintptr_t)p & (ZA_PAGE_SIZE - 1));
 	if (unlikely(za_class_index(page->owner_word, page->owner_data, off) >= slab->capacity))
-		za_shim_bad_slab_pointer(p, call);
+		return NULL;
+	return slab;
+}
+
+/* The same, reporting a pointer that is not an object's start (under
+ * warn: &za_slab_sink, which the slow paths that call this look for). */
+static inline struct za_slab *za_shim_slab_checked(struct za_zone *zone, uint32_t pfn,
+						   unsigned so, void *p, const char *call)
+{
+	struct za_slab *slab = za_shim_slab_valid(zone, pfn, so, p);
+	if (unlikely(!slab))
+		return za_shim_bad_slab_pointer(p, call);
 	return slab;
 }
 
@@ -150,7 +162,13 @@ static inline void za_shim_free_in_zone(struct za_zone *zone, void *p)
 	uint32_t pfn = za_pfn_of(zone, p);
 	unsigned so = zone->slab_map[pfn];
 	if (likely(so)) {
-		za_slab_free(za_shim_slab_checked(zone, pfn, so, p, "free"), p);
+		struct za_slab *slab = za_shim_slab_valid(zone, pfn, so, p);
+		if (unlikely(!slab)) {
+			/* A tail call: free's fast path keeps no frame. */
+			za_shim_bad_slab_pointer(p, "free");
+			return;
+		}
+		za_slab_free(slab, p);
 		return;
 	}
 	za_shim_free_run(zone, pfn, p);
@@ -181,9 +199,15 @@ static inline void za_shim_free_exact(void *p, size_t size, const char *call)
 		uint32_t pfn = za_pfn_of(zone, p);
 		unsigned so = zone->slab_map[pfn];
 		if (likely(so)) {
-			struct za_slab *slab = za_shim_slab_checked(zone, pfn, so, p, call);
-			if (unlikely(slab->cls != za_size_class(size)))
+			struct za_slab *slab = za_shim_slab_valid(zone, pfn, so, p);
+			if (unlikely(!slab)) {
+				za_shim_bad_slab_pointer(p, call);
+				return;
+			}
+			if (unlikely(slab->cls != za_size_class(size))) {
 				za_shim_size_mismatch(p, size, 0, call);
+				return;   /* (warn) reported: the object leaks */
+			}
 			za_slab_free(slab, p);
 			return;
 		}

@@ -152,6 +152,10 @@ ZA_EXPORT void za_stats_print(int fd)
 		   (unsigned long long)st.madvise_calls, (unsigned long long)st.decay_passes,
 		   (unsigned long long)st.direct_reclaim_pages,
 		   (unsigned long long)st.background_wakeups);
+	unsigned long misuses = atomic_load_explicit(&za_misuse_count, memory_order_relaxed);
+	if (misuses)
+		za_dprintf(fd, "  misuse: %lu reported and gone on from (ZONEALLOC_ON_ERROR=warn; "
+			       "what they were handed leaked)\n", misuses);
 	if (za_prof_active()) {
 		struct za_prof_stats ps;
 		za_prof_stats_get(&ps);

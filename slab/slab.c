@@ -15,6 +15,7 @@ struct za_slab_keys za_slab_keys;
 
 /* The sentinel every class of a new heap starts on: never has objects. */
 struct za_slab za_slab_empty = { .where = ZA_SLAB_NONE };
+struct za_slab za_slab_sink = { .where = ZA_SLAB_NONE };
 
 struct za_slab_counters za_slab_counters;
 
@@ -269,11 +270,23 @@ static void free_local(struct za_theap *heap, struct za_slab *slab, void **p)
 		za_slab_free_slow(heap, slab, p);
 }
 
-void *za_slab_bad_link(const void *p, const void *next)
+void za_slab_bad_link(const void *p, const void *next)
 {
-	za_fatal("malloc: corrupted free list: the freed %u-byte object at %p links to %p, "
-		 "outside its slab (written after free?)",
-		 za_classes[za_slab_of_object(p)->cls].size, p, next);
+	za_misuse("malloc: corrupted free list: the freed %u-byte object at %p links to %p, "
+		  "outside its slab (written after free?)",
+		  za_classes[za_slab_of_object(p)->cls].size, p, next);
+}
+
+/* (warn) p itself is a free slot of its slab: handed out, the objects
+ * after it dropped with the list. */
+void *za_slab_bad_pop(void **p, const void *next)
+{
+	za_slab_bad_link(p, next);
+	struct za_slab *slab = za_slab_of_object(p);
+	slab->free = NULL;
+	p[1] = NULL;
+	slab->used++;
+	return p;
 }
 
 /* The delayed list runs across slabs: each link must be a slab object. */
@@ -283,8 +296,10 @@ static void **delayed_next(void **p)
 	struct za_zone *zone;
 	uint32_t head;
 	if (next && (((uintptr_t)next & 15) || !(zone = za_zone_of(next)) ||
-		     !za_slab_head_of(zone, za_pfn_of(zone, next), &head)))
+		     !za_slab_head_of(zone, za_pfn_of(zone, next), &head))) {
 		za_slab_bad_link(p, next);
+		return NULL;   /* (warn) the rest of the list leaks */
+	}
 	return next;
 }
 
@@ -515,10 +530,13 @@ nomem:
  * an empty one, unless it is its class's current slab (so a malloc/free
  * loop at a slab boundary doesn't take and return a block each time),
  * is kept for reuse or given back. */
-static ZA_NOINLINE __attribute__((cold, noreturn)) void slab_double_free(struct za_slab *slab, void *p)
+static ZA_NOINLINE __attribute__((cold)) void slab_double_free(struct za_slab *slab, void **p)
 {
-	za_fatal("free(%p): double free of a %u-byte slab object (zone %u)", p,
-		 za_classes[slab->cls].size, za_slab_page(slab)->prev);
+	za_misuse("free(%p): double free of a %u-byte slab object (zone %u)", (void *)p,
+		  za_classes[slab->cls].size, za_slab_page(slab)->prev);
+	/* (warn) Undoes the free: p leaves the list it was just pushed on. */
+	slab->free = za_link_dec(p[0]);
+	slab->used++;
 }
 
 /* An empty slab other than its class's current one leaves the queue, to
@@ -557,7 +575,7 @@ void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab, void *p)
 		 * over the mark). A trimmed slab's free list is empty, so its
 		 * first free always comes here. */
 		if (unlikely(slab->used > slab->capacity))
-			slab_double_free(slab, p);
+			slab_double_free(slab, (void **)p);
 		return;
 	}
 	if (heap->cur[slab->cls] != slab) {
@@ -597,9 +615,11 @@ bool za_slab_object_free(struct za_slab *slab, void *p)
 
 void za_slab_free_marked(struct za_slab *slab, void *p)
 {
-	if (za_slab_object_free(slab, p))
-		za_fatal("free(%p): double free of a %u-byte slab object (zone %u)", p,
-			 za_classes[slab->cls].size, za_slab_page(slab)->prev);
+	if (za_slab_object_free(slab, p)) {
+		za_misuse("free(%p): double free of a %u-byte slab object (zone %u)", p,
+			  za_classes[slab->cls].size, za_slab_page(slab)->prev);
+		return;
+	}
 	za_slab_free_unmarked(slab, p);
 }
 

@@ -114,6 +114,10 @@ struct za_theap {
 
 extern struct za_theap za_theap_empty ZA_HIDDEN, za_theap_exited ZA_HIDDEN;
 extern struct za_slab za_slab_empty ZA_HIDDEN;
+/* What a bad slab pointer's check gives back under ZONEALLOC_ON_ERROR=warn
+ * (shim.h: za_shim_slab_checked): the slow paths that ask look for it and
+ * do nothing more. */
+extern struct za_slab za_slab_sink ZA_HIDDEN;
 
 /* The least kept for empty slabs, whatever the recent use: 256 KiB. */
 #define ZA_SLAB_KEEP_MIN_PAGES 64
@@ -166,9 +170,12 @@ static inline void *za_link_dec(const void *stored)
 }
 
 /* A link that leaves its slab: the freed object was written to. Reports
- * and never returns; declared returning so the fast paths reach it by a
- * tail call and set up no frame for it. */
-ZA_NOINLINE __attribute__((cold)) void *za_slab_bad_link(const void *p, const void *next);
+ * (za_misuse); under ZONEALLOC_ON_ERROR=warn the rest of the list is
+ * dropped (leaked). za_slab_bad_pop is the fast pops' way: it returns p,
+ * the allocation, and is reached by a tail call, so the fast paths set up
+ * no frame for it. */
+ZA_NOINLINE __attribute__((cold)) void *za_slab_bad_pop(void **p, const void *next);
+ZA_NOINLINE __attribute__((cold)) void za_slab_bad_link(const void *p, const void *next);
 
 /* Whether `next`, decoded from free object p's link, may follow p on a
  * list of p's slab (NULL ends the list, the one link outside the window). */
@@ -178,12 +185,15 @@ static inline bool za_link_bad(const void *p, const void *next)
 }
 
 /* The successor of free object p on a list of its slab, checked (slow
- * paths; the fast pops check in place). */
+ * paths; the fast pops check in place): NULL after a bad link, which
+ * ends the list there. */
 static inline void **za_link_next(void **p)
 {
 	void **next = za_link_dec(p[0]);
-	if (unlikely(za_link_bad(p, next)))
+	if (unlikely(za_link_bad(p, next))) {
 		za_slab_bad_link(p, next);
+		return NULL;
+	}
 	return next;
 }
 
@@ -253,7 +263,7 @@ static inline void *za_slab_pop(struct za_theap *heap, struct za_slab *slab, uns
 		return za_slab_alloc_generic(heap, cls);
 	void **next = za_link_dec(*p);
 	if (unlikely(za_link_bad(p, next)))
-		return za_slab_bad_link(p, next);
+		return za_slab_bad_pop(p, next);
 	slab->free = next;
 	p[1] = NULL;   /* clears the free mark */
 	slab->used++;
@@ -279,7 +289,7 @@ static inline void *za_slab_alloc_small(size_t size)
 		return za_slab_alloc_generic(heap, za_size_class(size));
 	void **next = za_link_dec(*p);
 	if (unlikely(za_link_bad(p, next)))
-		return za_slab_bad_link(p, next);
+		return za_slab_bad_pop(p, next);
 	slab->free = next;
 	p[1] = NULL;
 	slab->used++;
@@ -302,7 +312,12 @@ static inline void za_slab_free_unmarked(struct za_slab *slab, void **p)
 	 * from pairing the two into a vector store built in registers. */
 	__atomic_store_n(&p[1], (void *)(za_slab_keys.mark ^ (uintptr_t)p), __ATOMIC_RELAXED);
 	slab->free = p;
-	if (unlikely(--slab->used == 0 || !old))
+	/* Spelled out, gcc 12 keeps this one `subw` to memory and its flags;
+	 * written `--slab->used == 0` it began loading, subtracting and
+	 * storing in three once free's misuse check stopped being noreturn. */
+	uint16_t used = (uint16_t)(slab->used - 1);
+	slab->used = used;
+	if (unlikely(used == 0 || !old))
 		za_slab_free_slow(heap, slab, p);
 }
 

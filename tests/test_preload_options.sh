@@ -70,6 +70,28 @@ refused ZONEALLOC_RECLAIM=bogus "ZONEALLOC_RECLAIM takes dontneed or free"
 refused ZONEALLOC_CHECK=maybe "ZONEALLOC_CHECK takes 0 or 1"
 refused ZONEALLOC_THP=yes "ZONEALLOC_THP takes never, reuse, madvise or always"
 refused ZONEALLOC_STATS= "ZONEALLOC_STATS takes 0, 1, text or json, or a FILE name (%p: the process id)"
+refused ZONEALLOC_ON_ERROR=ignore "ZONEALLOC_ON_ERROR takes abort or warn"
+
+# ZONEALLOC_ON_ERROR: a program that frees an object twice dies of SIGABRT
+# after the report by default; under warn it gets the report and goes on,
+# and the exit report counts it.
+dfree='import ctypes; c = ctypes.CDLL(None); c.malloc.restype = ctypes.c_void_p
+p = c.malloc(100); c.free(ctypes.c_void_p(p)); c.free(ctypes.c_void_p(p)); print("went on")'
+out=$(env LD_PRELOAD="$lib" python3 -c "$dfree" 2>"$work/err"); rc=$?
+if [ $rc = 134 ] && [ -z "$out" ] && grep -q '^zonealloc: free(0x[0-9a-f]*): double free of a 112-byte slab object' "$work/err"; then
+	ok "a double free aborts by default (exit $rc)"
+else
+	bad "a double free by default: exit $rc, stdout '$out', stderr $(head -2 "$work/err")"
+fi
+out=$(env LD_PRELOAD="$lib" ZONEALLOC_ON_ERROR=warn ZONEALLOC_CHECK=1 ZONEALLOC_STATS=1 \
+	python3 -c "$dfree" 2>"$work/err"); rc=$?
+if [ $rc = 0 ] && [ "$out" = "went on" ] &&
+   grep -q '^zonealloc: free(0x[0-9a-f]*): double free of a 112-byte slab object' "$work/err" &&
+   grep -q '^  misuse: 1 reported and gone on from' "$work/err"; then
+	ok "ZONEALLOC_ON_ERROR=warn: reported, went on, the heap checked clean at exit"
+else
+	bad "ZONEALLOC_ON_ERROR=warn: exit $rc, stdout '$out', stderr $(grep -v '^  #' "$work/err" | head -5)"
+fi
 
 # A limit at the minimum is honoured: the report shows it.
 out=$(env LD_PRELOAD="$lib" ZONEALLOC_LIMIT=1M ZONEALLOC_STATS=1 true 2>&1)
