@@ -217,7 +217,7 @@ ZA_EXPORT int za_buddy_check(struct za_check_result *res)
 		struct za_zone *zone = &za_zones[i];
 		if (!zone->pages)
 			continue;
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		if (atomic_load(&zone->active))
 			rc = check_zone(zone, res);
 		pthread_mutex_unlock(&zone->lock);

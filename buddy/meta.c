@@ -27,7 +27,7 @@ void *za_meta_alloc(size_t size)
 	size_t cls = size / META_ALIGN - 1;
 	void *obj = NULL;
 
-	pthread_mutex_lock(&meta_lock);
+	za_lock(&meta_lock);
 	if (meta_free_list[cls]) {
 		obj = meta_free_list[cls];
 		meta_free_list[cls] = meta_free_list[cls]->next;
@@ -56,7 +56,7 @@ void za_meta_free(void *obj, size_t size)
 	size_t cls = size / META_ALIGN - 1;
 	struct meta_free *f = obj;
 
-	pthread_mutex_lock(&meta_lock);
+	za_lock(&meta_lock);
 	f->next = meta_free_list[cls];
 	meta_free_list[cls] = f;
 	pthread_mutex_unlock(&meta_lock);
@@ -64,7 +64,7 @@ void za_meta_free(void *obj, size_t size)
 
 void za_meta_lock(void)
 {
-	pthread_mutex_lock(&meta_lock);
+	za_lock(&meta_lock);
 }
 
 void za_meta_unlock(void)

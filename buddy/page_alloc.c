@@ -451,7 +451,7 @@ static void *zones_alloc(unsigned order, unsigned kind, size_t budget, bool any)
 			if (!atomic_load_explicit(&zone->active, memory_order_relaxed) ||
 			    !(atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order))
 				continue;
-			pthread_mutex_lock(&zone->lock);
+			za_lock(&zone->lock);
 			uint32_t pfn = ZA_PFN_NONE;
 			if (atomic_load_explicit(&zone->active, memory_order_relaxed))
 				pfn = pass == 0 ? __za_rmqueue(zone, order, kind, &budget)
@@ -489,7 +489,7 @@ void *za_buddy_alloc(unsigned order, unsigned kind, size_t budget)
 /* Frees a block to its zone; the head's state has been checked. */
 static void zone_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	zone->pages[pfn].state = ZA_PG_TAIL;
 	zone->free_calls[order]++;
 	__za_free_one(zone, pfn, order, 0);
@@ -647,7 +647,7 @@ void za_buddy_make_run(void *block, unsigned order, uint32_t npages)
 	uint32_t pfn = za_pfn_of(zone, block);
 	uint32_t end = pfn + (1u << order);
 
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	struct za_page *head = &zone->pages[pfn];
 	/* The tail of a block that was never touched goes back untouched. */
 	bool fresh = head->flags & ZA_PGF_FRESH;
@@ -688,7 +688,7 @@ void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn)
 	uint32_t npages = head->count;
 
 	za_buddy_freed_note(za_page_addr(zone, pfn));
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;
 	head->count = 0;
 	head->flags = 0;
@@ -706,7 +706,7 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order)
 	 * head without its map. The other pages' entries stay as any block's
 	 * (free() finds the head through the slab map): a slab touches one
 	 * 64-byte entry of the page map, not one per page. */
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	head->state = ZA_PG_SLAB;
 	head->order = (uint8_t)order;
 	for (uint32_t i = 0; i < 1u << order; i++)
@@ -722,7 +722,7 @@ void za_buddy_free_slab(void *block)
 	struct za_page *head = &zone->pages[pfn];
 	unsigned order = head->order;
 
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	memset(&zone->slab_map[pfn], 0, (size_t)1 << order);
 	head->state = ZA_PG_BLOCK;
 	pthread_mutex_unlock(&zone->lock);
@@ -797,7 +797,7 @@ bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released)
 
 	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES || pfn + npages > ZA_ZONE_PAGES)
 		return false;
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	if (unlikely(head->state != ZA_PG_RUN)) {
 		pthread_mutex_unlock(&zone->lock);
 		za_buddy_bad_free(run, "realloc", "not an allocated run", zone, pfn, -1);

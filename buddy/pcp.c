@@ -109,7 +109,7 @@ static void __pcp_flush(struct za_pcp *pcp, unsigned order, uint32_t nr)
 		page->pcp_next = NULL;
 		page->prev = ZA_PFN_NONE;
 
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		page->state = ZA_PG_TAIL;
 		zone->free_calls[order]++;
 		__za_free_one(zone, pfn, order, 0);
@@ -129,7 +129,7 @@ static void __pcp_refill(struct za_pcp *pcp, unsigned order, size_t budget)
 		if (!atomic_load_explicit(&zone->active, memory_order_relaxed) ||
 		    !(atomic_load_explicit(&zone->free_mask, memory_order_relaxed) >> order))
 			continue;
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		while (want && atomic_load_explicit(&zone->active, memory_order_relaxed)) {
 			uint32_t pfn = __za_rmqueue(zone, order, ZA_KIND_RUN, &budget);
 			if (pfn == ZA_PFN_NONE)
@@ -162,7 +162,7 @@ static void __pcp_run_evict(struct za_pcp *pcp, uint32_t i)
 
 	za_buddy_freed_note(pcp->run_addr[i]);   /* a freed run leaves its RUN_CACHED state */
 	pcp_run_remove(pcp, i);
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	head->state = ZA_PG_TAIL;
 	head->count = 0;
 	__za_free_range(zone, pfn, pfn + n, false);
@@ -193,7 +193,7 @@ static void pcp_unlink(struct za_pcp *pcp)
 static void pcp_thread_exit(void *arg)
 {
 	struct za_pcp *pcp = arg;
-	pthread_mutex_lock(&pcp_list_lock);
+	za_lock(&pcp_list_lock);
 	__pcp_flush_all(pcp);
 	pcp_unlink(pcp);
 	atomic_fetch_add(&run_hits_gone, pcp->run_hits);
@@ -216,7 +216,7 @@ static ZA_NOINLINE struct za_pcp *pcp_create(void)
 	struct za_pcp *pcp = za_meta_alloc(sizeof *pcp);
 	if (!pcp)
 		return NULL;
-	pthread_mutex_lock(&pcp_list_lock);
+	za_lock(&pcp_list_lock);
 	pcp->next = pcp_all;
 	if (pcp_all)
 		pcp_all->prev = pcp;
@@ -293,7 +293,7 @@ void *za_pcp_run_alloc_scan(uint32_t npages)
 
 void za_pcp_run_stats(uint64_t *hits, uint64_t *misses)
 {
-	pthread_mutex_lock(&pcp_list_lock);
+	za_lock(&pcp_list_lock);
 	*hits = atomic_load(&run_hits_gone);
 	*misses = atomic_load(&run_misses_gone);
 	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next) {
@@ -330,7 +330,7 @@ void za_pcp_drain_self(void)
 
 void za_pcp_drain_all(void)
 {
-	pthread_mutex_lock(&pcp_list_lock);
+	za_lock(&pcp_list_lock);
 	pcp_steal_all();
 	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next)
 		__pcp_flush_all(pcp);
@@ -348,7 +348,7 @@ uint64_t za_pcp_drain_count(void)
 size_t za_pcp_pages_cached(void)
 {
 	size_t pages = 0;
-	pthread_mutex_lock(&pcp_list_lock);
+	za_lock(&pcp_list_lock);
 	for (struct za_pcp *pcp = pcp_all; pcp; pcp = pcp->next) {
 		for (unsigned k = 0; k < ZA_PCP_ORDERS; k++)
 			pages += (size_t)__atomic_load_n(&pcp->count[k], __ATOMIC_RELAXED) << k;
@@ -361,7 +361,7 @@ size_t za_pcp_pages_cached(void)
 /* For fork and the checker: every cache held until za_pcp_unlock_all. */
 void za_pcp_lock_all(void)
 {
-	pthread_mutex_lock(&pcp_list_lock);
+	za_lock(&pcp_list_lock);
 	pcp_steal_all();
 }
 

@@ -21,9 +21,7 @@ static __thread unsigned clock_countdown __attribute__((tls_model("initial-exec"
 
 uint64_t za_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	uint64_t now = za_os_clock_ms();
 	atomic_store_explicit(&clock_cached_ms, now, memory_order_relaxed);
 	return now;
 }
@@ -118,7 +116,7 @@ static pthread_mutex_t reclaim_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void za_reclaim_lock(void)
 {
-	pthread_mutex_lock(&reclaim_lock);
+	za_lock(&reclaim_lock);
 }
 
 void za_reclaim_unlock(void)
@@ -145,8 +143,8 @@ size_t za_reclaim_pass(uint64_t min_age_ms, size_t want_pages, size_t budget_blo
 			if (!atomic_load(&zone->active) || released >= want_pages || !budget_blocks)
 				break;
 			size_t pages;
-			pthread_mutex_lock(&reclaim_lock);
-			pthread_mutex_lock(&zone->lock);
+			za_lock(&reclaim_lock);
+			za_lock(&zone->lock);
 			unsigned cnt = atomic_load(&zone->active)
 					       ? __isolate(zone, now, min_age_ms, want_pages - released,
 							   &budget_blocks, iso, &pages)
@@ -160,7 +158,7 @@ size_t za_reclaim_pass(uint64_t min_age_ms, size_t want_pages, size_t budget_blo
 			for (unsigned j = 0; j < cnt; j++)
 				release_range(za_page_addr(zone, iso[j].pfn),
 					      ZA_PAGE_SIZE << iso[j].order);
-			pthread_mutex_lock(&zone->lock);
+			za_lock(&zone->lock);
 			for (unsigned j = 0; j < cnt; j++)
 				__za_putback_released(zone, iso[j].pfn, iso[j].order);
 			pthread_mutex_unlock(&zone->lock);

@@ -33,7 +33,7 @@ int za_region_register(struct za_region *r)
 /* Zones registered from now on, and those serving now, get `tag`. */
 void za_region_retag_zones(uintptr_t tag)
 {
-	pthread_mutex_lock(&za_zones_lock);
+	za_lock(&za_zones_lock);
 	__atomic_store_n(&za_region_zone_tag, tag, __ATOMIC_RELAXED);
 	int n = atomic_load(&za_nr_zones);
 	for (int i = 0; i < n; i++) {
@@ -89,7 +89,7 @@ static void zone_fill(struct za_zone *zone)
 za_status za_zone_grow(unsigned order)
 {
 	za_status st = ZA_OK;
-	pthread_mutex_lock(&za_zones_lock);
+	za_lock(&za_zones_lock);
 
 	int n = atomic_load(&za_nr_zones), slot = -1;
 	for (int i = 0; i < n; i++) {
@@ -132,7 +132,7 @@ za_status za_zone_grow(unsigned order)
 	zone->region.size = ZA_ZONE_SIZE;
 	zone->region.kind = ZA_REGION_ZONE;
 
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	zone_fill(zone);
 	zone->splits = zone->merges = 0;
 	pthread_mutex_unlock(&zone->lock);
@@ -163,7 +163,7 @@ bool za_zone_maybe_release(struct za_zone *zone)
 
 	if (!zone_wholly_free(zone))
 		return false;
-	pthread_mutex_lock(&za_zones_lock);
+	za_lock(&za_zones_lock);
 	int n = atomic_load(&za_nr_zones), spares = 0;
 	for (int i = 0; i < n; i++)
 		if (&za_zones[i] != zone && zone_wholly_free(&za_zones[i]))
@@ -173,7 +173,7 @@ bool za_zone_maybe_release(struct za_zone *zone)
 	if (spares == 0)
 		goto out;
 
-	pthread_mutex_lock(&zone->lock);
+	za_lock(&zone->lock);
 	if (zone_wholly_free(zone)) {
 		atomic_store(&zone->active, 0);
 		za_region_unregister(&zone->region);
@@ -208,7 +208,7 @@ size_t za_buddy_free_pages_total(void)
 
 void za_zones_thp_advise(void)
 {
-	pthread_mutex_lock(&za_zones_lock);
+	za_lock(&za_zones_lock);
 	int n = atomic_load(&za_nr_zones);
 	for (int i = 0; i < n; i++)
 		if (atomic_load(&za_zones[i].active))
@@ -220,11 +220,11 @@ void za_zones_thp_advise(void)
  * order the release path uses) and the child re-creates them. */
 void za_buddy_lock_all(void)
 {
-	pthread_mutex_lock(&za_zones_lock);
+	za_lock(&za_zones_lock);
 	int n = atomic_load(&za_nr_zones);
 	for (int i = 0; i < n; i++)
 		if (za_zones[i].pages)
-			pthread_mutex_lock(&za_zones[i].lock);
+			za_lock(&za_zones[i].lock);
 }
 
 void za_buddy_unlock_all(void)

@@ -7,10 +7,16 @@
 #ifndef ZA_OS_H
 #define ZA_OS_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The cold files (Makefile.am's libza_cold) are built for size. */
+#ifdef ZA_COLD_FILE
+#pragma GCC optimize("Os")
+#endif
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -53,6 +59,28 @@ long za_os_anon_huge_kb(void);
  * barrier before it returns. */
 int za_os_membarrier_register(void);
 int za_os_membarrier(void);
+
+/*
+ * Fork handlers are registered late (os/fork.c): a process that never has
+ * a second thread never needs them, and registering them at start-up
+ * costs every small program a 64 KiB read-only window of libc it would not
+ * otherwise touch (__register_atfork's first call). Every allocator lock
+ * is taken through za_lock, which registers them first once the process
+ * has more than one thread; a thread thus holds none of our locks before
+ * they are registered, and fork() either runs them or sees none held.
+ */
+/* Set by whoever has handlers to register (preload/init.c). */
+extern void (*za_fork_register)(void) ZA_HIDDEN;
+/* Registers them now if there is a second thread (or when `force`). */
+void za_fork_arm(bool force);
+/* pthread_mutex_lock and _trylock, after za_fork_arm. Out of line: the
+ * check is a load and a branch, and 70 lock sites inlining it cost 3 KiB
+ * of text that every process maps. */
+void za_lock(pthread_mutex_t *m);
+int za_trylock(pthread_mutex_t *m);
+
+/* CLOCK_MONOTONIC_COARSE in milliseconds (os/clock.c). */
+uint64_t za_os_clock_ms(void);
 
 /* write(2) the whole buffer, retrying short writes and EINTR. */
 void za_os_write(int fd, const char *buf, size_t len);

@@ -64,7 +64,7 @@ static void bg_work(void)
 static void *bg_main(void *arg)
 {
 	(void)arg;
-	pthread_mutex_lock(&bg_lock);
+	za_lock(&bg_lock);
 	while (!bg_stop) {
 		if (!bg_pending) {
 			struct timespec ts;
@@ -84,7 +84,7 @@ static void *bg_main(void *arg)
 		pthread_mutex_unlock(&bg_lock);
 		atomic_fetch_add_explicit(&bg_wakeups, 1, memory_order_relaxed);
 		bg_work();
-		pthread_mutex_lock(&bg_lock);
+		za_lock(&bg_lock);
 	}
 	pthread_mutex_unlock(&bg_lock);
 	return NULL;
@@ -105,10 +105,12 @@ void za_background_wake(void)
 		 * allocation from starting a second thread. */
 		if (!atomic_compare_exchange_strong(&bg_started, &expected, true))
 			return;
-		pthread_mutex_lock(&bg_lock);
+		za_lock(&bg_lock);
 		bg_stop = false;
 		bg_pending = true;
 		pthread_mutex_unlock(&bg_lock);
+		/* Its own thread: the child of a fork must learn it has none. */
+		za_fork_arm(true);
 		pthread_attr_t attr;
 		pthread_attr_init(&attr);
 		pthread_attr_setstacksize(&attr, 64 << 10);
@@ -117,7 +119,7 @@ void za_background_wake(void)
 		pthread_attr_destroy(&attr);
 		return;
 	}
-	pthread_mutex_lock(&bg_lock);
+	za_lock(&bg_lock);
 	if (!bg_pending) {
 		bg_pending = true;
 		pthread_cond_signal(&bg_cond);
@@ -129,7 +131,7 @@ void za_background_stop(void)
 {
 	if (!atomic_load(&bg_started))
 		return;
-	pthread_mutex_lock(&bg_lock);
+	za_lock(&bg_lock);
 	bg_stop = true;
 	pthread_cond_signal(&bg_cond);
 	pthread_mutex_unlock(&bg_lock);
@@ -139,7 +141,7 @@ void za_background_stop(void)
 
 void za_background_lock(void)
 {
-	pthread_mutex_lock(&bg_lock);
+	za_lock(&bg_lock);
 }
 
 void za_background_unlock(void)

@@ -51,7 +51,7 @@ ZA_EXPORT int za_register_shrinker(za_shrink_count_fn count, za_shrink_scan_fn s
 	}
 	bool inside = in_shrink;   /* from a callback: the lock is this thread's */
 	if (!inside)
-		pthread_mutex_lock(&shrink_lock);
+		za_lock(&shrink_lock);
 	int id = -1;
 	for (int i = 0; i < ZA_MAX_SHRINKERS; i++)
 		if (!shrinkers[i].scan) {
@@ -76,7 +76,7 @@ ZA_EXPORT int za_unregister_shrinker(int id)
 	/* From inside a callback this thread holds the lock already. */
 	bool inside = in_shrink;
 	if (!inside)
-		pthread_mutex_lock(&shrink_lock);
+		za_lock(&shrink_lock);
 	int rc = 0;
 	if (shrinkers[id].scan) {
 		shrinkers[id] = (struct shrinker){ 0 };
@@ -151,7 +151,7 @@ size_t za_policy_shrink(size_t want)
 {
 	if (atomic_load_explicit(&nr_shrinkers, memory_order_relaxed) == 0 || in_shrink || !want)
 		return 0;
-	pthread_mutex_lock(&shrink_lock);
+	za_lock(&shrink_lock);
 	in_shrink = true;
 	atomic_fetch_add_explicit(&st_rounds, 1, memory_order_relaxed);
 	size_t freed = 0;

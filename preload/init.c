@@ -60,6 +60,11 @@ static void fork_child(void)
 	za_policy_shrink_reset_child();
 }
 
+static void fork_register(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* Where the exit report goes: a copy of the standard error the program
  * started with, taken at start-up, so a program that closes its stderr
  * before exit (coreutils' close_stdout) still shows the report. Above the
@@ -94,14 +99,18 @@ void za_preload_init(void)
 	if (za_option(ZA_OPT_LIMIT))
 		za_policy_set_limit((size_t)za_option(ZA_OPT_LIMIT));
 	za_background_enable(za_option(ZA_OPT_BACKGROUND) != 0);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	/* Registered when a second thread first takes a lock (za_lock); a
+	 * trace reopens its file in a forked child, so it needs them now. */
+	__atomic_store_n(&za_fork_register, fork_register, __ATOMIC_RELEASE);
 	za_backend_init((enum za_backend_kind)za_option(ZA_OPT_BACKEND),
 			za_option(ZA_OPT_FALLBACK) != 0, za_option(ZA_OPT_VERBOSE) != 0);
 	if (za_option(ZA_OPT_PROF))
 		za_prof_start((size_t)za_option(ZA_OPT_PROF_RATE), za_option_prof_file(),
 			      za_option(ZA_OPT_PROF_SIGUSR2) != 0, report_fd);
-	if (za_option_trace_file())
+	if (za_option_trace_file()) {
+		za_fork_arm(true);
 		za_trace_start(za_option_trace_file(), report_fd);
+	}
 }
 
 __attribute__((destructor)) static void za_dtor(void)

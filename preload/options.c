@@ -33,7 +33,7 @@ struct za_option_desc {
 /* ZONEALLOC_STATS=FILE and the paths keep their values here (environ may
  * change later). */
 static char stats_path[4096];
-static char prof_path[4096] = "zonealloc.%p.heap";
+static char prof_path[4096];   /* empty: the default, zonealloc.%p.heap */
 static char trace_path[4096];
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
@@ -278,7 +278,7 @@ const char *za_option_stats_path(char *buf, size_t cap)
 
 const char *za_option_prof_file(void)
 {
-	return prof_path;
+	return prof_path[0] ? prof_path : "zonealloc.%p.heap";
 }
 
 const char *za_option_trace_file(void)

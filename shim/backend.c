@@ -129,7 +129,7 @@ static bool load(enum za_backend_kind kind)
 		return atomic_load_explicit(&loaded_kind, memory_order_relaxed) == (int)kind;
 	if (loading)
 		return false;
-	pthread_mutex_lock(&load_lock);
+	za_lock(&load_lock);
 	bool ok = atomic_load(&loaded_kind) == (int)kind;
 	if (!atomic_load(&loaded_kind)) {
 		if (kind == ZA_BACKEND_MIMALLOC) {

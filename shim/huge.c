@@ -189,7 +189,7 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 
 	struct za_huge *h = NULL;
 	if (align == ZA_ZONE_SIZE && cache_n) {
-		pthread_mutex_lock(&huge_lock);
+		za_lock(&huge_lock);
 		int i = __cache_pick(mapped);
 		if (i >= 0) {
 			h = cache[i];
@@ -239,7 +239,7 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 publish:
 	h->usable = mapped;   /* (the mapping may be longer: cut at 2 MiB) */
 	h->prof = NULL;
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	za_region_register(&h->region);
 	huge_count++;
 	huge_bytes += h->region.size;
@@ -257,7 +257,7 @@ void za_huge_free(struct za_huge *h)
 		h->prof = NULL;
 	}
 	pthread_once(&hook_once, hook_register);
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	za_region_unregister(&h->region);
 	huge_count--;
 	huge_bytes -= size;
@@ -297,11 +297,11 @@ void *za_huge_resize(struct za_huge *h, size_t size)
 		h->usable = mapped;
 		return (void *)h->region.base;
 	}
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	za_region_unregister(&h->region);
 	pthread_mutex_unlock(&huge_lock);
 	bool ok = mapping_resize(h, mapped);
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	if (ok) {
 		huge_bytes += h->region.size - old;
 		h->usable = mapped;
@@ -317,7 +317,7 @@ static size_t huge_drain(bool all)
 {
 	uint64_t now = za_now_ms(), decay = za_policy_decay_ms();
 	struct za_huge *out = NULL;
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	while (cache_n && (all || now - cache[0]->freed_ms >= decay)) {
 		struct za_huge *h = cache[0];
 		__cache_remove(0);
@@ -330,7 +330,7 @@ static size_t huge_drain(bool all)
 
 void za_huge_stats(struct za_huge_stats *st)
 {
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	st->count = huge_count;
 	st->bytes = huge_bytes;
 	st->cached = cache_n;
@@ -341,7 +341,7 @@ void za_huge_stats(struct za_huge_stats *st)
 
 void za_huge_lock_all(void)
 {
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 }
 
 void za_huge_unlock_all(void)
@@ -352,7 +352,7 @@ void za_huge_unlock_all(void)
 size_t za_huge_freed_size(const void *p)
 {
 	size_t size = 0;
-	pthread_mutex_lock(&huge_lock);
+	za_lock(&huge_lock);
 	for (unsigned i = 0; i < HUGE_FREED_SLOTS; i++)
 		if (freed_ring[i].base == (uintptr_t)p && freed_ring[i].size)
 			size = freed_ring[i].size;

@@ -137,7 +137,7 @@ static void *sampled_alloc(size_t size, bool zero, void *caller)
 	s->size = size ? size : 1;
 	s->depth = capture(s->pcs, caller);
 	s->hash = stack_hash(s->pcs, s->depth);
-	pthread_mutex_lock(&prof_lock);
+	za_lock(&prof_lock);
 	s->next = &live;
 	s->prev = live.prev;
 	live.prev->next = s;
@@ -221,7 +221,7 @@ void *za_prof_alloc(size_t size, bool zero, void *caller)
 void za_prof_forget(void *sample)
 {
 	struct prof_sample *s = sample;
-	pthread_mutex_lock(&prof_lock);
+	za_lock(&prof_lock);
 	s->prev->next = s->next;
 	s->next->prev = s->prev;
 	live_count--;
@@ -375,8 +375,8 @@ static int dump_to(const char *path, bool wait)
 	if (fd < 0)
 		return -1;
 	if (wait) {
-		pthread_mutex_lock(&prof_lock);
-	} else if (pthread_mutex_trylock(&prof_lock)) {
+		za_lock(&prof_lock);
+	} else if (za_trylock(&prof_lock)) {
 		close(fd);
 		errno = EBUSY;
 		return -1;
@@ -502,7 +502,7 @@ void za_prof_exit(void)
 			   "zonealloc: heap profile %s not written (%s)\n", path,
 			   strerrorname_np(errno));
 	if (prof_report_fd >= 0) {
-		pthread_mutex_lock(&prof_lock);
+		za_lock(&prof_lock);
 		__write_top(prof_report_fd, path);
 		pthread_mutex_unlock(&prof_lock);
 	}
@@ -510,7 +510,7 @@ void za_prof_exit(void)
 
 void za_prof_stats_get(struct za_prof_stats *st)
 {
-	pthread_mutex_lock(&prof_lock);
+	za_lock(&prof_lock);
 	st->samples = samples_total;
 	st->live_samples = live_count;
 	st->live_bytes = live_bytes;
@@ -520,7 +520,7 @@ void za_prof_stats_get(struct za_prof_stats *st)
 
 void za_prof_lock(void)
 {
-	pthread_mutex_lock(&prof_lock);
+	za_lock(&prof_lock);
 }
 
 void za_prof_unlock(void)

@@ -12,7 +12,7 @@
 ZA_EXPORT void za_stats_get(struct za_stats *st)
 {
 	memset(st, 0, sizeof *st);
-	pthread_mutex_lock(&za_zones_lock);
+	za_lock(&za_zones_lock);
 	st->zones_mapped_total = za_zone_stats.mapped;
 	st->zones_unmapped_total = za_zone_stats.unmapped;
 	pthread_mutex_unlock(&za_zones_lock);
@@ -22,7 +22,7 @@ ZA_EXPORT void za_stats_get(struct za_stats *st)
 		struct za_zone *zone = &za_zones[i];
 		if (!zone->pages)
 			continue;
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		if (atomic_load(&zone->active)) {
 			st->zones++;
 			st->pages_total += ZA_ZONE_PAGES;

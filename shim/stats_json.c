@@ -56,7 +56,7 @@ static void heap_walk(struct heap_walk *w)
 		struct za_zone *zone = &za_zones[i];
 		if (!zone->pages)
 			continue;
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		if (atomic_load(&zone->active)) {
 			for (uint32_t pfn = 0; pfn < zone->wild_pfn;) {
 				const struct za_page *p = &zone->pages[pfn];
@@ -148,7 +148,7 @@ void za_stats_json(struct za_out *o)
 		struct za_zone *zone = &za_zones[i];
 		if (!zone->pages)
 			continue;
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		if (atomic_load(&zone->active)) {
 			za_out_fmt(o, "%s{\"index\":%d,\"pages_free\":%u,\"pages_released\":%u,\"free_blocks\":[",
 				   first ? "" : ",", zone->index, atomic_load(&zone->pages_free),
@@ -264,7 +264,7 @@ void za_heap_info_xml(struct za_out *o)
 		struct za_zone *zone = &za_zones[i];
 		if (!zone->pages)
 			continue;
-		pthread_mutex_lock(&zone->lock);
+		za_lock(&zone->lock);
 		if (atomic_load(&zone->active)) {
 			uint64_t count = 0, bytes = 0;
 			za_out_fmt(o, "<heap nr=\"%d\">\n<sizes>\n", nr++);

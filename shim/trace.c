@@ -245,7 +245,7 @@ void za_trace_exit(void)
 {
 	if (!za_trace_on || trace_fd < 0)
 		return;
-	pthread_mutex_lock(&trace_lock);
+	za_lock(&trace_lock);
 	exiting = true;
 	uint64_t n = 0;
 	for (struct tbuf *b = atomic_load(&buffers); b; b = b->next) {
@@ -269,7 +269,7 @@ void za_trace_lock(void)
 {
 	if (!za_trace_on)
 		return;
-	pthread_mutex_lock(&trace_lock);
+	za_lock(&trace_lock);
 	for (struct tbuf *b = atomic_load(&buffers); b; b = b->next)
 		spin_lock(b);
 }

@@ -231,7 +231,7 @@ static void __pool_push(struct za_theap *heap)
  * out of the pool meanwhile, so no new thread adopts one mid-way. */
 static void orphans_tidy(void)
 {
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 	struct za_theap *list = __pool_take_all();
 	pthread_mutex_unlock(&heaps_lock);
 	if (!list)
@@ -242,7 +242,7 @@ static void orphans_tidy(void)
 		za_slab_tidy(h, true);
 		last = h;
 	}
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 	for (struct za_theap *h = list; h; h = h->pool_next)
 		h->orphan = true;
 	last->pool_next = heaps_pool;
@@ -259,7 +259,7 @@ static void heap_thread_exit(void *arg)
 	 * recent use covers them, for a decay time): the next thread that
 	 * adopts the heap reuses them, and the decay pass tidies orphans. */
 	za_slab_tidy(heap, false);
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 	atomic_fetch_add_explicit(&za_slab_counters.remote_frees, heap->remote_frees,
 				  memory_order_relaxed);
 	heap->remote_frees = 0;
@@ -274,7 +274,7 @@ static void heap_thread_exit(void *arg)
 static size_t slab_drain(bool all)
 {
 	size_t n = 0;
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 	for (struct za_theap *heap = heaps_all; heap; heap = heap->next)
 		n += empty_decay(heap, all);
 	pthread_mutex_unlock(&heaps_lock);
@@ -311,7 +311,7 @@ struct za_theap *za_theap_acquire(void)
 	if (unlikely(atomic_load_explicit(&za_slab_no_heaps, memory_order_relaxed)))
 		return NULL;
 	pthread_once(&heap_once, heap_key_create);
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 	struct za_theap *heap = heaps_pool;
 	if (heap) {
 		heaps_pool = heap->pool_next;
@@ -330,7 +330,7 @@ struct za_theap *za_theap_acquire(void)
 			za_heap_set_cur(heap, cls, &za_slab_empty);
 		heap->peak_ms = now_ms32();
 		heap->idle_countdown = ZA_IDLE_SCAN_CALLS;
-		pthread_mutex_lock(&heaps_lock);
+		za_lock(&heaps_lock);
 		heap->next = heaps_all;
 		if (heaps_all)
 			heaps_all->prev = heap;
@@ -373,7 +373,7 @@ void za_slab_stats_get(struct za_slab_stats *st)
 	st->slabs_reused = atomic_load(&za_slab_counters.reused);
 	st->remote_frees = atomic_load(&za_slab_counters.remote_frees);
 	st->delayed_frees = atomic_load(&za_slab_counters.delayed_frees);
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 	for (struct za_theap *heap = heaps_all; heap; heap = heap->next)
 		st->remote_frees += __atomic_load_n(&heap->remote_frees, __ATOMIC_RELAXED);
 	st->heaps_orphaned = heaps_orphaned;
@@ -389,7 +389,7 @@ void za_slab_stats_get(struct za_slab_stats *st)
 
 void za_slab_lock_all(void)
 {
-	pthread_mutex_lock(&heaps_lock);
+	za_lock(&heaps_lock);
 }
 
 void za_slab_unlock_all(void)

@@ -414,8 +414,27 @@ static void case_background(void)
 	CHECK_HEAP();
 }
 
+/* The heap's clock (os/clock.c, read through the vDSO) is the kernel's
+ * CLOCK_MONOTONIC_COARSE in milliseconds: decay ages are measured on it. */
+static void case_clock(void)
+{
+	for (int i = 0; i < 5; i++) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &a);
+		uint64_t ours = za_os_clock_ms();
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &b);
+		uint64_t lo = (uint64_t)a.tv_sec * 1000u + (uint64_t)a.tv_nsec / 1000000u;
+		uint64_t hi = (uint64_t)b.tv_sec * 1000u + (uint64_t)b.tv_nsec / 1000000u;
+		CHECK_MSG(ours >= lo && ours <= hi, "clock %llu ms outside [%llu, %llu]",
+			  (unsigned long long)ours, (unsigned long long)lo, (unsigned long long)hi);
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
 int main(void)
 {
+	run_case("clock", case_clock, 10);
 	run_case("trim_1gib", case_trim_1gib, 60);
 	run_case("decay", case_decay, 30);
 	run_case("decay_neighbors", case_decay_neighbors, 30);
