@@ -12,7 +12,6 @@
 #include <sched.h>
 #include <sys/single_threaded.h>
 
-static bool fork_armed;
 void (*za_fork_register)(void);
 
 enum { FORK_NONE, FORK_REGISTERING, FORK_ARMED };
@@ -33,23 +32,29 @@ void za_fork_arm(bool force)
 		reg();
 		fork_registering = false;
 		__atomic_store_n(&fork_state, FORK_ARMED, __ATOMIC_RELEASE);
-		__atomic_store_n(&fork_armed, true, __ATOMIC_RELEASE);
 		return;
 	}
 	while (__atomic_load_n(&fork_state, __ATOMIC_ACQUIRE) != FORK_ARMED)
 		sched_yield();
 }
 
+/* A single-threaded process (until its first pthread_create) pays a
+ * load and a compare per lock, no call. */
+static inline void fork_arm_before_lock(void)
+{
+	if (unlikely(__atomic_load_n(&fork_state, __ATOMIC_ACQUIRE) != FORK_ARMED) &&
+	    !__libc_single_threaded)
+		za_fork_arm(false);
+}
+
 void za_lock(pthread_mutex_t *m)
 {
-	if (unlikely(!__atomic_load_n(&fork_armed, __ATOMIC_ACQUIRE)))
-		za_fork_arm(false);
+	fork_arm_before_lock();
 	pthread_mutex_lock(m);
 }
 
 int za_trylock(pthread_mutex_t *m)
 {
-	if (unlikely(!__atomic_load_n(&fork_armed, __ATOMIC_ACQUIRE)))
-		za_fork_arm(false);
+	fork_arm_before_lock();
 	return pthread_mutex_trylock(m);
 }

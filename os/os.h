@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* The cold files (Makefile.am's libza_cold) are built for size. */
-#ifdef ZA_COLD_FILE
+#if defined(ZA_COLD_FILE) && !defined(__clang__)
 #pragma GCC optimize("Os")
 #endif
 
@@ -74,8 +74,8 @@ extern void (*za_fork_register)(void) ZA_HIDDEN;
 /* Registers them now if there is a second thread (or when `force`). */
 void za_fork_arm(bool force);
 /* pthread_mutex_lock and _trylock, after za_fork_arm. Out of line: the
- * check is a load and a branch, and 70 lock sites inlining it cost 3 KiB
- * of text that every process maps. */
+ * check is two loads and branches, and 70 lock sites inlining it cost
+ * 2 KiB of text that every process maps. */
 void za_lock(pthread_mutex_t *m);
 int za_trylock(pthread_mutex_t *m);
 
