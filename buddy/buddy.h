@@ -80,6 +80,11 @@ enum za_page_state {
 /* Head of a run the heap profiler sampled: `prof_sample` is its record
  * (shim/prof.c); free of a run tests it. */
 #define ZA_PGF_SAMPLED 0x08
+/* Head of a run guard mode placed against a no-access last page
+ * (shim/guard.c): `private` holds the block's size and start; GUARD_FREED
+ * while the run waits, no-access, in the quarantine. */
+#define ZA_PGF_GUARD 0x10
+#define ZA_PGF_GUARD_FREED 0x20
 
 #define ZA_PAGE_PRIVATE_BYTES 48
 

@@ -53,6 +53,28 @@ int za_os_map_guarded(size_t size, void **out)
 	return err;
 }
 
+/* Address space no access may touch (guard mode's malloc(0) pointers). */
+int za_os_reserve(size_t size, void **out)
+{
+	int saved = errno;
+	void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int err = p == MAP_FAILED ? (errno ? errno : ENOMEM) : 0;
+	errno = saved;
+	if (!err)
+		*out = p;
+	return err;
+}
+
+/* Makes pages no-access, or readable and writable again (guard pages and
+ * quarantined blocks). */
+int za_os_protect(void *addr, size_t size, bool access)
+{
+	int saved = errno;
+	int err = mprotect(addr, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) ? errno : 0;
+	errno = saved;
+	return err;
+}
+
 /*
  * The most one mapping may ever hold: the machine's memory and swap. The
  * kernel's heuristic overcommit (vm.overcommit_memory = 0) refuses a

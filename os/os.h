@@ -33,6 +33,8 @@ int za_os_map(size_t size, void **out);
 /* The same with a no-access page before and after:
  * for the heap's metadata. Never unmapped. */
 int za_os_map_guarded(size_t size, void **out);
+int za_os_reserve(size_t size, void **out);
+int za_os_protect(void *addr, size_t size, bool access);
 /* RAM and swap in bytes: no single mapping may be larger (os.c). */
 size_t za_os_memory_max(void);
 int za_os_unmap(void *addr, size_t size);

@@ -13,6 +13,7 @@
 #include "policy/policy.h"
 #include "preload/options.h"
 #include "shim/backend.h"
+#include "shim/guard.h"
 #include "shim/prof.h"
 #include "shim/shim.h"
 #include "shim/trace.h"
@@ -23,6 +24,7 @@
 static void fork_prepare(void)
 {
 	za_trace_lock();
+	za_guard_lock();
 	za_prof_lock();
 	za_background_lock();
 	za_slab_lock_all();
@@ -43,6 +45,7 @@ static void fork_parent(void)
 	za_slab_unlock_all();
 	za_background_unlock();
 	za_prof_unlock();
+	za_guard_unlock();
 	za_trace_unlock();
 }
 
@@ -56,6 +59,7 @@ static void fork_child(void)
 	za_slab_reset_child();
 	za_background_reset_child();
 	za_prof_reset_child();
+	za_guard_reset_child();
 	za_trace_reset_child();
 	za_policy_shrink_reset_child();
 }
@@ -142,6 +146,8 @@ __attribute__((destructor)) static void za_dtor(void)
 		if (za_buddy_check(&res))
 			za_fatal("heap check at exit: zone %d pfn %lu order %d: %s", res.zone,
 				 (unsigned long)res.pfn, res.order, res.what);
+		if (!za_guard_check())
+			za_fatal("heap check at exit: a quarantined object was written after free");
 	}
 }
 

@@ -105,6 +105,15 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			      "found in a free list) does after its report: abort, or warn: go on, "
 			      "the call doing nothing more (the object leaks) so the heap stays "
 			      "consistent" },
+	[ZA_OPT_GUARD] = { "GUARD", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+			   "guard mode: a canary after every small object, freed memory filled "
+			   "with a pattern and quarantined, a no-access page after every larger "
+			   "block and in place of malloc(0)'s, each misuse reported by name "
+			   "(read at the first allocation)" },
+	[ZA_OPT_QUARANTINE] = { "QUARANTINE", OPT_SIZE, 4 << 20, 0, (long long)1 << 40, { 0 }, "4M",
+				"a size (K, M, G suffixes); 0 for none",
+				"guard mode: how many bytes of freed memory wait, no reuse, before "
+				"they are reused (oldest first)", .zero_ok = true },
 };
 
 

@@ -27,6 +27,8 @@ enum za_option {
 	ZA_OPT_THP,        /* ZONEALLOC_THP=never|madvise|always: huge pages */
 	ZA_OPT_GROUPING,   /* ZONEALLOC_GROUPING=0: pageblocks of one kind only */
 	ZA_OPT_ON_ERROR,   /* ZONEALLOC_ON_ERROR=abort|warn: what misuse does */
+	ZA_OPT_GUARD,      /* ZONEALLOC_GUARD=1: guard mode (shim/guard.h) */
+	ZA_OPT_QUARANTINE, /* ZONEALLOC_QUARANTINE=4M: guard mode's quarantine */
 	ZA_OPT_COUNT
 };
 

@@ -239,6 +239,7 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 publish:
 	h->usable = mapped;   /* (the mapping may be longer: cut at 2 MiB) */
 	h->prof = NULL;
+	h->guard = h->guard_freed = false;
 	za_lock(&huge_lock);
 	za_region_register(&h->region);
 	huge_count++;

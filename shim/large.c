@@ -11,6 +11,7 @@
 #include "shim/backend.h"
 #include "shim/prof.h"
 #include "shim/shim.h"
+#include "shim/guard.h"
 #include "shim/trace.h"
 
 extern __thread za_status za_tls_status;
@@ -93,7 +94,9 @@ void za_shim_free_other(void *p)
 	struct za_trace_call c;
 	bool recording = unlikely(za_trace_on) && za_trace_begin(&c);
 	uintptr_t e = za_region_entry(p);
-	if (e & ZA_REGION_TAG_TRACED) {   /* a zone whose frees are recorded */
+	if (unlikely(za_guard_state == ZA_GUARD_ON)) {
+		za_guard_free(p, 0, 0, false, "free");
+	} else if (e & ZA_REGION_TAG_TRACED) {   /* a zone whose frees are recorded */
 		za_shim_free_in_zone((struct za_zone *)(e & ~ZA_REGION_TAGS), p);
 	} else {
 		za_shim_free_slow(p, "free");
@@ -152,6 +155,13 @@ bool za_shim_free_slow(void *p, const char *call)
 }
 
 size_t za_shim_usable_size(const void *p, const char *call)
+{
+	if (unlikely(za_guard_state == ZA_GUARD_ON))
+		return za_guard_usable_size(p, call);
+	return za_shim_usable_size_plain(p, call);
+}
+
+size_t za_shim_usable_size_plain(const void *p, const char *call)
 {
 	if (!p)
 		return 0;
@@ -294,6 +304,8 @@ static ZA_NOINLINE void *realloc_other(void *p, size_t size, uintptr_t e)
 		za_trace_end(&c, ZA_TOP_REALLOC, q, size, (uintptr_t)p, 0, q ? 0 : ZA_TRACE_FAILED);
 		return q;
 	}
+	if (unlikely(za_guard_state == ZA_GUARD_ON))
+		return za_guard_realloc(p, size);
 	if (e & ZA_REGION_TAG_TRACED)
 		return realloc_in_zone((struct za_zone *)(e & ~ZA_REGION_TAGS), p, size);
 	struct za_region *r = za_region_of(p);
@@ -339,7 +351,7 @@ void *za_shim_realloc(void *p, size_t size)
  * of their step, so this over-allocates less than the alignment);
  * ZA_NCLASSES when no slab serves it.
  */
-static unsigned aligned_class(size_t size, size_t align)
+unsigned za_shim_aligned_class(size_t size, size_t align)
 {
 	if (size > ZA_SLAB_MAX || align > ZA_PAGE_SIZE)
 		return ZA_NCLASSES;
@@ -366,9 +378,11 @@ void *za_shim_aligned(size_t align, size_t size)
 	}
 	if (align <= 16)
 		return za_shim_malloc(size);
+	if (unlikely(za_guard_active()))
+		return za_guard_alloc(size, align, false);
 	if (za_backend_serving())
 		return za_backend_alloc(size ? size : 1, align, false);
-	unsigned cls = aligned_class(size, align);
+	unsigned cls = za_shim_aligned_class(size, align);
 	if (cls < ZA_NCLASSES) {
 		void *p = za_slab_alloc(cls);
 		if (!p)
@@ -423,6 +437,10 @@ void za_shim_free_sized(void *p, size_t align, size_t size, const char *call)
 			return;
 		}
 	}
+	if (unlikely(za_guard_state == ZA_GUARD_ON)) {
+		za_guard_free(p, size, align, true, call);
+		return;
+	}
 	size_t usable = za_shim_usable_size(p, call);
 	if (unlikely(!usable))
 		return;   /* misuse, reported (warn): nothing is freed */
@@ -468,7 +486,7 @@ size_t za_shim_usable_for(size_t size, size_t align)
 		if (size <= ZA_SLAB_MAX)
 			return za_classes[za_size_class(size)].size;
 	} else {
-		unsigned cls = aligned_class(size, align);
+		unsigned cls = za_shim_aligned_class(size, align);
 		if (cls < ZA_NCLASSES)
 			return za_classes[cls].size;
 	}
@@ -495,6 +513,10 @@ void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, 
 				     0, align, 0);
 			return;
 		}
+	}
+	if (unlikely(za_guard_state == ZA_GUARD_ON)) {
+		za_guard_free(p, size, align, sized, call);
+		return;
 	}
 	/* The usable size of a live allocation; 0 for anything else (a freed
 	 * run, a foreign pointer), which the free below reports by its name. */

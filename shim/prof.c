@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "shim/backend.h"
+#include "shim/guard.h"
 #include "shim/shim.h"
 
 #define PROF_DEPTH 32
@@ -161,13 +162,13 @@ static void *prof_alloc(size_t size, bool zero, void *caller)
 {
 	if (!atomic_load_explicit(&prof_on, memory_order_relaxed)) {
 		/* Not profiling: a thread's first allocation (threads start
-		 * at 0, so those that start after profiling did count too),
+		 * at ZA_PROF_ASK, so those that start after profiling did count too),
 		 * 2^63 bytes counted, or a request near SIZE_MAX. */
 		za_tls.prof_left = INT64_MAX;
 		return plain_alloc(size, zero);
 	}
 	if (unlikely(!prof_rng)) {
-		/* The thread's first crossing (armed at 0): seed and
+		/* The thread's first crossing (armed at ZA_PROF_ASK): seed and
 		 * draw; this allocation is sampled only if it crosses the
 		 * drawn interval too. */
 		prof_rng = ((uintptr_t)&prof_rng * 0x9e3779b97f4a7c15ull) ^ za_now_ms() ^ 1;
@@ -186,7 +187,7 @@ static void *prof_alloc(size_t size, bool zero, void *caller)
 	return p;
 }
 
-/* While calls are traced, the countdown stays at 0 so that every
+/* While calls are traced, the countdown stays at ZA_PROF_ASK so that every
  * allocation comes here to be recorded; the profiler's own countdown waits
  * in prof_shadow, as if the inline subtraction had counted it. */
 static __thread uint64_t prof_shadow __attribute__((tls_model("initial-exec")));
@@ -204,7 +205,7 @@ static ZA_NOINLINE void *traced_alloc(size_t size, bool zero, void *caller)
 	} else {
 		p = plain_alloc(size, zero);
 	}
-	za_tls.prof_left = 0;
+	za_tls.prof_left = ZA_PROF_ASK;
 	if (recording)
 		za_trace_end(&c, zero ? ZA_TOP_CALLOC : ZA_TOP_MALLOC, p, size, 0, 0,
 			     p ? 0 : ZA_TRACE_FAILED);
@@ -213,6 +214,12 @@ static ZA_NOINLINE void *traced_alloc(size_t size, bool zero, void *caller)
 
 void *za_prof_alloc(size_t size, bool zero, void *caller)
 {
+	/* Guard mode keeps the countdown at ZA_PROF_ASK: every allocation
+	 * comes here. */
+	if (unlikely(za_guard_active())) {
+		za_tls.prof_left = ZA_PROF_ASK;
+		return za_guard_alloc(size, 16, zero);
+	}
 	if (unlikely(za_trace_on))
 		return traced_alloc(size, zero, caller);
 	return prof_alloc(size, zero, caller);
@@ -427,7 +434,7 @@ void za_prof_start(size_t rate, const char *path, bool on_sigusr2_too, int repor
 	prof_report_fd = report_fd;
 	za_unwind_load();   /* before the first sample: the loader allocates */
 	atomic_store(&prof_on, true);
-	za_tls.prof_left = 0;   /* this thread draws at its next allocation */
+	za_tls.prof_left = ZA_PROF_ASK;   /* this thread draws at its next allocation */
 	if (on_sigusr2_too) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);

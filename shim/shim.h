@@ -30,6 +30,12 @@ struct za_huge {
 	struct za_huge *next_free;
 	bool thp;     /* asked for huge pages (cut at 2 MiB boundaries) */
 	void *prof;   /* the heap profiler's record when sampled (prof.c) */
+	/* Guard mode (guard.c): the block of `guard_size` bytes at `guard_user`
+	 * ends at the mapping's no-access last page; no-access whole while
+	 * quarantined (`guard_freed`). */
+	bool guard, guard_freed;
+	size_t guard_size;
+	uintptr_t guard_user;
 };
 
 struct za_huge_stats {
@@ -60,6 +66,8 @@ ZA_NOINLINE void *za_shim_nomem(za_status status);
 /* Reports p (za_misuse); under warn returns &za_slab_sink. */
 ZA_COLD struct za_slab *za_shim_bad_slab_pointer(void *p, const char *call);
 size_t za_shim_usable_size(const void *p, const char *call);
+/* The same without guard mode's checks (guard.c asks it of what is not its own). */
+size_t za_shim_usable_size_plain(const void *p, const char *call);
 void *za_shim_realloc(void *p, size_t size);
 void *za_shim_aligned(size_t align, size_t size);
 void *za_shim_calloc(size_t n, size_t size);
@@ -74,6 +82,9 @@ size_t za_shim_usable_for(size_t size, size_t align);
  * aligned and sized deletes. Misuse otherwise. */
 ZA_NOINLINE void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized,
 					    const char *call);
+/* The slab class for `size` bytes aligned to `align` (> 16); ZA_NCLASSES
+ * when no slab serves it. */
+unsigned za_shim_aligned_class(size_t size, size_t align);
 ZA_COLD void za_shim_size_mismatch(void *p, size_t size, size_t align, const char *call);
 int za_shim_trim(void);
 void za_huge_lock_all(void);

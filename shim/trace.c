@@ -237,7 +237,7 @@ void za_trace_start(const char *path, int fd)
 	/* Every allocation now takes the profiler's call, which records it
 	 * (prof.c), and every free the call its zone's traced tag leads to. */
 	za_region_retag_zones(ZA_REGION_TAG_TRACED);
-	za_tls.prof_left = 0;
+	za_tls.prof_left = ZA_PROF_ASK;
 	__atomic_store_n(&za_trace_on, true, __ATOMIC_RELEASE);
 }
 

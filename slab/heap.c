@@ -25,7 +25,7 @@ struct za_theap za_theap_exited = {
 };
 __thread struct za_tls_block za_tls __attribute__((tls_model("initial-exec"))) = {
 	.heap = &za_theap_empty,
-	.prof_left = 0,   /* the first allocation asks the profiler (prof.c) */
+	.prof_left = ZA_PROF_ASK,   /* the first allocation asks the profiler (prof.c) */
 };
 
 /* Every heap ever made (for stats and fork) and the orphan pool, under

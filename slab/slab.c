@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <string.h>
 
 #include "policy/policy.h"
 
@@ -335,6 +336,46 @@ void za_slab_delayed_collect(struct za_theap *heap)
 
 /* ---- making, refilling and giving back slabs ---- */
 
+bool za_slab_guard;
+
+static uint32_t gcd(uint32_t a, uint32_t b)
+{
+	while (b) {
+		uint32_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* Guard mode (shim/guard.h): objects [from, end) threaded in a random
+ * order (a random start and a random stride prime to their count), each
+ * filled past the free list's two words with the pattern freed objects
+ * carry, which the guard checks when it hands one out. */
+static ZA_NOINLINE void *carve_guarded(char *base, uint32_t size, uint32_t from, uint32_t end,
+				       void *head)
+{
+	static __thread uint64_t rng;
+	if (!rng)
+		rng = (uintptr_t)&rng ^ za_slab_keys.link ^ 0x9e3779b97f4a7c15ull;
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	uint32_t n = end - from;
+	uint32_t start = (uint32_t)(rng % n), stride = (uint32_t)((rng >> 32) % n) | 1;
+	while (n > 1 && gcd(stride, n) != 1)
+		stride += 2;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = from + (uint32_t)((start + (uint64_t)k * stride) % n);
+		void **obj = (void **)(base + (size_t)i * size);
+		memset(obj + 2, 0xdf, size - 16);
+		obj[1] = NULL;
+		obj[0] = za_link_enc(head);
+		head = obj;
+	}
+	return head;
+}
+
 /* Threads the next page's worth of never-used objects onto the free list:
  * a slab touches its memory as it is used, not when it is made. */
 static bool slab_carve(struct za_slab *slab)
@@ -348,10 +389,14 @@ static bool slab_carve(struct za_slab *slab)
 		end = slab->capacity;
 	char *base = slab_base(slab);
 	void *head = slab->free;
-	for (uint32_t i = end; i-- > slab->carved;) {
-		void **obj = (void **)(base + (size_t)i * size);
-		obj[0] = za_link_enc(head);
-		head = obj;
+	if (unlikely(za_slab_guard)) {
+		head = carve_guarded(base, size, slab->carved, end, head);
+	} else {
+		for (uint32_t i = end; i-- > slab->carved;) {
+			void **obj = (void **)(base + (size_t)i * size);
+			obj[0] = za_link_enc(head);
+			head = obj;
+		}
 	}
 	slab->free = head;
 	slab->carved = (uint16_t)end;

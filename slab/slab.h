@@ -128,13 +128,16 @@ extern struct za_slab za_slab_sink ZA_HIDDEN;
  * is the thread's own even while the thread has no heap (the sentinels are
  * shared by all such threads, and a counter in them would be written by
  * all). `prof_left`: bytes to the next sample (shim/prof.c); a thread
- * starts at 0, so its first allocation asks the profiler, which sets
+ * starts at ZA_PROF_ASK, so its first allocation asks the profiler, which sets
  * INT64_MAX, never used up, while profiling is off.
  */
 struct za_tls_block {
 	struct za_theap *heap;
 	uint64_t prof_left;
 };
+/* A countdown that every allocation, of any size (0 too), crosses: the
+ * start of every thread, and where traces and guard mode keep it. */
+#define ZA_PROF_ASK UINT64_MAX
 extern __thread struct za_tls_block za_tls __attribute__((tls_model("initial-exec")));
 #define za_tls_heap (za_tls.heap)
 
@@ -340,6 +343,9 @@ static inline void za_slab_free(struct za_slab *slab, void *obj)
  * could not serve, to `za_slab_divert` (a slow path: the fast paths do not
  * look). It returns NULL to let the request fail as it would have.
  */
+/* Guard mode (shim/guard.h): slabs thread their objects in a random
+ * order, carrying the free pattern. Set before the first slab is made. */
+extern bool za_slab_guard ZA_HIDDEN;
 extern void *(*za_slab_divert)(unsigned cls) ZA_HIDDEN;
 extern _Atomic bool za_slab_no_heaps ZA_HIDDEN;
 /* Hands the calling thread's heap to the orphan pool, as its exit would,

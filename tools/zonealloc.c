@@ -31,6 +31,9 @@ static const char usage[] =
 	"                      json: as one JSON object) or into the file WHERE (%p:\n"
 	"                      the process id; JSON when WHERE ends in .json)\n"
 	"  --check             check the heap's invariants at exit (ZONEALLOC_CHECK)\n"
+	"  --guard             guard mode: canaries, quarantined and poisoned frees, guard\n"
+	"                      pages; every misuse found is reported (ZONEALLOC_GUARD)\n"
+	"  --quarantine SIZE   guard mode's quarantine of freed memory (default 4M)\n"
 	"  --prof[=FILE]       sampled heap profile at exit, for google-pprof, into FILE\n"
 	"                      (default zonealloc.%p.heap), top sites on stderr\n"
 	"  --prof-rate SIZE    mean bytes between samples (default 512K)\n"
@@ -129,6 +132,10 @@ int main(int argc, char **argv)
 			set("ZONEALLOC_STATS", a + 8);
 		} else if (!strcmp(a, "--check")) {
 			set("ZONEALLOC_CHECK", "1");
+		} else if (!strcmp(a, "--guard")) {
+			set("ZONEALLOC_GUARD", "1");
+		} else if (matches(a, "--quarantine")) {
+			set("ZONEALLOC_QUARANTINE", value_of(argc, argv, &i, "--quarantine"));
 		} else if (!strcmp(a, "--prof")) {
 			set("ZONEALLOC_PROF", "1");
 		} else if (!strncmp(a, "--prof=", 7)) {

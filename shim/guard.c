@@ -1,0 +1,771 @@
+/*
+ * Guard mode (guard.h): the checks, the quarantine, the no-access pages
+ * and the SIGSEGV handler that names what a fault hit.
+ */
+#include "shim/guard.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/random.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "shim/backend.h"
+#include "shim/shim.h"
+
+extern char **environ;
+
+int za_guard_state;
+
+#define POISON 0xdf   /* freed memory */
+#define PAD    0xa5   /* between an object's end and its canary */
+#define POISON_WORD ((uintptr_t)0xdfdfdfdfdfdfdfdfull)
+
+enum qkind { Q_SLAB = 1, Q_RUN, Q_HUGE };
+struct qent {
+	void *p;
+	size_t size;    /* what the program asked for */
+	size_t bytes;   /* what the quarantine holds for it */
+	int kind;
+};
+#define Q_SLOTS 65536u
+
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t canary_key;
+static struct qent *ring;
+static unsigned q_head, q_n;
+static size_t q_bytes, q_limit = (size_t)4 << 20;
+static _Atomic unsigned long long checked;
+
+/* malloc(0): 16-byte slots of a no-access reservation, handed out in turn
+ * (so a freed one comes back only after the others), a bit each. */
+#define ZERO_SPAN  ((size_t)64 << 20)
+#define ZERO_SLOTS (ZERO_SPAN / 16)
+static char *zero_base;
+static uint64_t *zero_bits;
+static size_t zero_next;
+
+static struct sigaction old_segv;
+
+/* ---- the mode: found at the first allocation ---- */
+
+/* The value of environment variable `name` into out; before libc has set
+ * environ (the dynamic loader's first calls), the kernel's copy. */
+static bool env_get(const char *name, char *out, size_t cap)
+{
+	size_t nl = strlen(name);
+	if (environ) {
+		for (char **e = environ; *e; e++)
+			if (!strncmp(*e, name, nl) && (*e)[nl] == '=') {
+				size_t i = 0;
+				for (const char *v = *e + nl + 1; *v && i + 1 < cap; v++)
+					out[i++] = *v;
+				out[i] = 0;
+				return true;
+			}
+		return false;
+	}
+	int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[512];
+	size_t pos = 0, n_out = 0;
+	bool match = true, value = false;
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof buf)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			char c = buf[i];
+			if (c == 0) {
+				if (value && match) {
+					out[n_out] = 0;
+					close(fd);
+					return true;
+				}
+				pos = n_out = 0;
+				match = true;
+				value = false;
+			} else if (value) {
+				if (n_out + 1 < cap)
+					out[n_out++] = c;
+			} else if (match) {
+				if (pos < nl)
+					match = c == name[pos];
+				else if (c == '=')
+					value = true;
+				else
+					match = false;
+				pos++;
+			}
+		}
+	}
+	close(fd);
+	return false;
+}
+
+static bool word_on(const char *v)
+{
+	return !strcmp(v, "1") || !strcasecmp(v, "on") || !strcasecmp(v, "true") ||
+	       !strcasecmp(v, "yes");
+}
+
+/* A size with K, M or G (powers of 1024), as the options take it. */
+static bool size_parse(const char *v, size_t *out)
+{
+	size_t n = 0;
+	const char *s = v;
+	if (*s < '0' || *s > '9')
+		return false;
+	for (; *s >= '0' && *s <= '9'; s++)
+		if (__builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, (size_t)(*s - '0'), &n))
+			return false;
+	unsigned shift = 0;
+	if (*s == 'K' || *s == 'k')
+		shift = 10;
+	else if (*s == 'M' || *s == 'm')
+		shift = 20;
+	else if (*s == 'G' || *s == 'g')
+		shift = 30;
+	if (shift)
+		s++;
+	if (*s || (shift && n > (SIZE_MAX >> shift)))
+		return false;
+	*out = n << shift;
+	return true;
+}
+
+static void guard_segv(int sig, siginfo_t *si, void *uc);
+
+static void guard_start(void)
+{
+	char v[32];
+	if (env_get("ZONEALLOC_QUARANTINE", v, sizeof v) && !size_parse(v, &q_limit))
+		q_limit = (size_t)4 << 20;   /* (options.c says what it takes) */
+	if (getrandom(&canary_key, sizeof canary_key, GRND_NONBLOCK) != (ssize_t)sizeof canary_key)
+		canary_key = (uintptr_t)&canary_key * 0x9e3779b97f4a7c15ull ^ za_os_clock_ms();
+	void *r;
+	if (!za_os_map(Q_SLOTS * sizeof(struct qent), &r))
+		ring = r;
+	else
+		q_limit = 0;
+	za_slab_guard = true;
+	/* Every free now leaves free's inline path (it tests the untraced
+	 * zone tag only), as while calls are traced. */
+	za_region_retag_zones(ZA_REGION_TAG_TRACED);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = guard_segv;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+bool za_guard_detect(void)
+{
+	za_lock(&guard_lock);
+	int s = za_guard_state;
+	if (s == ZA_GUARD_UNKNOWN) {
+		char v[16];
+		bool on = env_get("ZONEALLOC_GUARD", v, sizeof v) && word_on(v);
+		if (on)
+			guard_start();
+		s = on ? ZA_GUARD_ON : ZA_GUARD_OFF;
+		__atomic_store_n(&za_guard_state, s, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&guard_lock);
+	return s == ZA_GUARD_ON;
+}
+
+/* ---- patterns ---- */
+
+/* The offset of the first byte in [p, p + n) that is not `c`; n if none. */
+static size_t pattern_find(const void *p, size_t n, unsigned char c)
+{
+	const unsigned char *b = p;
+	size_t i = 0;
+	uintptr_t w = (uintptr_t)0x0101010101010101ull * c;
+	for (; i < n && ((uintptr_t)(b + i) & 7); i++)
+		if (b[i] != c)
+			return i;
+	for (; i + 8 <= n; i += 8)
+		if (*(const uintptr_t *)(const void *)(b + i) != w)
+			break;
+	for (; i < n; i++)
+		if (b[i] != c)
+			return i;
+	return n;
+}
+
+/* A slot's canary: the size asked for in its low 16 bits, the rest a
+ * keyed hash of the object's address, all xor the hash; any other value
+ * was written over. */
+static uintptr_t canary_hash(const void *p)
+{
+	return (canary_key ^ (uintptr_t)p) * 0x9e3779b97f4a7c15ull;
+}
+
+static uintptr_t canary_of(const void *p, size_t size)
+{
+	return canary_hash(p) ^ size;
+}
+
+/* The size the canary of the object at p (its slot `slot` bytes) records;
+ * SIZE_MAX when it was overwritten. */
+static size_t canary_size(const void *p, size_t slot)
+{
+	uintptr_t c = *(const uintptr_t *)(const void *)((const char *)p + slot - 8);
+	uintptr_t size = c ^ canary_hash(p);
+	return size + 8 <= slot ? size : SIZE_MAX;
+}
+
+/* ---- the quarantine ---- */
+
+static void release(const struct qent *e);
+
+static void quarantine(void *p, size_t size, size_t bytes, int kind)
+{
+	struct qent e = { p, size, bytes, kind };
+	if (!q_limit) {
+		release(&e);
+		return;
+	}
+	struct qent out[8];
+	unsigned n_out;
+	za_lock(&guard_lock);
+	ring[(q_head + q_n) % Q_SLOTS] = e;
+	q_n++;
+	q_bytes += bytes;
+	do {
+		n_out = 0;
+		while (n_out < 8 && q_n > 1 && (q_bytes > q_limit || q_n == Q_SLOTS)) {
+			out[n_out++] = ring[q_head];
+			q_bytes -= ring[q_head].bytes;
+			q_head = (q_head + 1) % Q_SLOTS;
+			q_n--;
+		}
+		pthread_mutex_unlock(&guard_lock);
+		for (unsigned i = 0; i < n_out; i++)
+			release(&out[i]);
+		if (n_out < 8)
+			return;
+		za_lock(&guard_lock);
+	} while (1);
+}
+
+static void slab_release(void *p, size_t size)
+{
+	struct za_zone *zone = za_zone_of(p);
+	struct za_slab *slab = za_slab_of_object(p);
+	size_t slot = za_classes[za_slab_class(slab)].size;
+	size_t at = pattern_find(p, slot, POISON);
+	if (unlikely(at < slot)) {
+		za_misuse("use after free: the freed %zu-byte object at %p was written at offset %zu "
+			  "(0x%x where the free pattern 0x%x was), found as it left the quarantine",
+			  size, p, at, ((unsigned char *)p)[at], POISON);
+		return;   /* (warn) it leaks */
+	}
+	za_shim_free_in_zone(zone, p);
+}
+
+static void release(const struct qent *e)
+{
+	if (e->kind == Q_SLAB) {
+		slab_release(e->p, e->size);
+		return;
+	}
+	struct za_region *r = za_region_of(e->p);
+	if (e->kind == Q_HUGE) {
+		struct za_huge *h = (struct za_huge *)r;
+		za_os_protect((void *)h->region.base, h->region.size, true);
+		h->guard = h->guard_freed = false;
+		za_huge_free(h);
+		return;
+	}
+	struct za_zone *zone = (struct za_zone *)r;
+	uint32_t pfn = za_pfn_of(zone, e->p);
+	struct za_page *head = &zone->pages[pfn];
+	void *base = (void *)((uintptr_t)e->p & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
+	za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true);
+	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
+	za_shim_free_run(zone, pfn, base);
+}
+
+/* ---- allocation ---- */
+
+static void *zero_alloc(void)
+{
+	za_lock(&guard_lock);
+	if (!zero_base) {
+		void *b, *m;
+		if (za_os_reserve(ZERO_SPAN, &b)) {
+			pthread_mutex_unlock(&guard_lock);
+			return za_shim_nomem(ZA_ENOMEM_OS);
+		}
+		if (za_os_map(ZERO_SLOTS / 8, &m)) {
+			za_os_unmap(b, ZERO_SPAN);
+			pthread_mutex_unlock(&guard_lock);
+			return za_shim_nomem(ZA_ENOMEM_OS);
+		}
+		zero_base = b;
+		zero_bits = m;
+	}
+	for (size_t k = 0; k < ZERO_SLOTS; k++) {
+		size_t i = (zero_next + k) % ZERO_SLOTS;
+		if (!(zero_bits[i / 64] & ((uint64_t)1 << (i % 64)))) {
+			zero_bits[i / 64] |= (uint64_t)1 << (i % 64);
+			zero_next = i + 1;
+			pthread_mutex_unlock(&guard_lock);
+			return zero_base + i * 16;
+		}
+	}
+	pthread_mutex_unlock(&guard_lock);
+	return za_shim_nomem(ZA_ENOMEM_OS);
+}
+
+static bool is_zero(const void *p)
+{
+	return zero_base && (uintptr_t)p - (uintptr_t)zero_base < ZERO_SPAN;
+}
+
+static void *slab_alloc(unsigned cls, size_t size, bool zero)
+{
+	char *p = za_slab_alloc(cls);
+	if (!p)
+		return NULL;
+	size_t slot = za_classes[cls].size;
+	/* Carved objects carry the pattern (slab.c), and freed ones kept it
+	 * through the quarantine; the first 16 bytes are the free list's. */
+	size_t at = 16 + pattern_find(p + 16, slot - 16, POISON);
+	if (unlikely(at < slot))
+		za_misuse("use after free: the %zu-byte slot at %p, being handed out again, was "
+			  "written at offset %zu after it was freed (0x%x where the free pattern "
+			  "0x%x was)", slot, (void *)p, at, (unsigned char)p[at], POISON);
+	memset(p + size, PAD, slot - 8 - size);
+	*(uintptr_t *)(void *)(p + slot - 8) = canary_of(p, size);
+	if (zero)
+		memset(p, 0, size);
+	else   /* the free list's words: what is not written reads as the pattern */
+		memset(p, POISON, size < 16 ? size : 16);
+	return p;
+}
+
+/* A guarded run's block, in its head's private bytes (the run is the
+ * shim's while allocated; guard mode samples nothing for the profiler). */
+struct guard_run {
+	void *user;
+	size_t size;
+};
+
+static struct guard_run *run_of(struct za_page *head)
+{
+	return (struct guard_run *)(void *)head->private;
+}
+
+/* A block above the slab tier: whole pages and one no-access page after
+ * them; the block ends against it (on the 16-byte or larger alignment
+ * asked for), the bytes before it in its first page hold the pad. */
+static void *block_alloc(size_t size, size_t align, bool zero)
+{
+	size_t pages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+	if (pages == 0 || pages > (SIZE_MAX >> ZA_PAGE_SHIFT) - 2)
+		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	size_t total = (pages + 1) << ZA_PAGE_SHIFT;
+	char *base = za_shim_malloc_large(total, align > ZA_PAGE_SIZE ? align : 0, zero);
+	if (!base)
+		return NULL;
+	char *end = base + (pages << ZA_PAGE_SHIFT);
+	char *p = align > ZA_PAGE_SIZE ? base : (char *)(((uintptr_t)end - size) & ~(uintptr_t)(align - 1));
+	struct za_region *r = za_region_of(base);
+	if (r && r->kind == ZA_REGION_HUGE) {
+		struct za_huge *h = (struct za_huge *)r;
+		h->guard = true;
+		h->guard_size = size;
+		h->guard_user = (uintptr_t)p;
+	} else if (r) {
+		struct za_zone *zone = (struct za_zone *)r;
+		struct za_page *head = &zone->pages[za_pfn_of(zone, base)];
+		head->flags |= ZA_PGF_GUARD;
+		*run_of(head) = (struct guard_run){ p, size };
+	} else {
+		return base;   /* a backend's: no guard */
+	}
+	za_os_protect(end, ZA_PAGE_SIZE, false);
+	memset(base, PAD, (size_t)(p - base));
+	memset(p + size, PAD, (size_t)(end - p) - size);
+	return p;
+}
+
+void *za_guard_alloc(size_t size, size_t align, bool zero)
+{
+	if (za_backend_serving())
+		return za_backend_alloc(size ? size : 1, align, zero);
+	if (size == 0)
+		return zero_alloc();
+	if (align < 16)
+		align = 16;
+	if (size <= ZA_SLAB_MAX - 8) {
+		unsigned cls = align <= 16 ? za_size_class(size + 8) : za_shim_aligned_class(size + 8, align);
+		if (cls < ZA_NCLASSES)
+			return slab_alloc(cls, size, zero);
+	}
+	return block_alloc(size, align, zero);
+}
+
+/* ---- what a pointer is ---- */
+
+struct gblock {
+	enum qkind kind;
+	size_t size;       /* asked for */
+	size_t slot;       /* slab: the slot; block: its pages, guard included */
+	char *base;        /* block: its first page */
+	bool freed;        /* block: quarantined */
+	struct za_slab *slab;
+	struct za_page *head;
+	struct za_huge *huge;
+};
+
+/* What p is: true for a guarded block (not its start: *start false);
+ * false for anything else (a slab object is found by its caller). */
+static bool block_find(const void *p, struct gblock *b, bool *start)
+{
+	struct za_region *r = za_region_of(p);
+	if (!r)
+		return false;
+	if (r->kind == ZA_REGION_HUGE) {
+		struct za_huge *h = (struct za_huge *)r;
+		if (!h->guard)
+			return false;
+		*b = (struct gblock){ .kind = Q_HUGE, .size = h->guard_size, .slot = h->region.size,
+				      .base = (char *)h->region.base, .freed = h->guard_freed,
+				      .huge = h };
+		*start = (uintptr_t)p == h->guard_user;
+		return true;
+	}
+	struct za_zone *zone = (struct za_zone *)r;
+	uint32_t pfn = za_pfn_of(zone, p);
+	/* The block starts in its run's first page. */
+	struct za_page *head = &zone->pages[pfn];
+	if (head->state != ZA_PG_RUN || !(head->flags & ZA_PGF_GUARD))
+		return false;
+	*b = (struct gblock){ .kind = Q_RUN, .slot = (size_t)head->count << ZA_PAGE_SHIFT,
+			      .size = run_of(head)->size,
+			      .base = (char *)((uintptr_t)p & ~(uintptr_t)(ZA_PAGE_SIZE - 1)),
+			      .freed = head->flags & ZA_PGF_GUARD_FREED, .head = head };
+	*start = p == run_of(head)->user;
+	return true;
+}
+
+static void *block_user(const struct gblock *b)
+{
+	return b->kind == Q_HUGE ? (void *)b->huge->guard_user : run_of(b->head)->user;
+}
+
+/* The pads around a block, checked; false after a report. */
+static bool block_pads(const struct gblock *b, const char *call)
+{
+	char *p = block_user(b);
+	char *end = b->base + b->slot - ZA_PAGE_SIZE;
+	size_t at = pattern_find(b->base, (size_t)(p - b->base), PAD);
+	if (unlikely(at < (size_t)(p - b->base))) {
+		za_misuse("%s(%p): heap underflow: the %zu bytes before the %zu-byte block at %p "
+			  "were written (0x%x where 0x%x was, %zu bytes before it)", call,
+			  (void *)p, (size_t)(p - b->base), b->size, (void *)p,
+			  (unsigned char)b->base[at], PAD, (size_t)(p - b->base) - at);
+		return false;
+	}
+	size_t tail = (size_t)(end - p) - b->size;
+	at = pattern_find(p + b->size, tail, PAD);
+	if (unlikely(at < tail)) {
+		za_misuse("%s(%p): heap overflow: the %zu-byte block at %p was written past its end, "
+			  "at offset %zu (0x%x where 0x%x was)", call, (void *)p, b->size, (void *)p,
+			  b->size + at, (unsigned char)p[b->size + at], PAD);
+		return false;
+	}
+	return true;
+}
+
+#define SLAB_FREED  (SIZE_MAX - 1)   /* slab_checked: the caller names it */
+#define SLAB_BAD    SIZE_MAX         /* slab_checked: reported */
+
+/* The object at p of slab `slab`, checked: its size; SLAB_FREED when it
+ * is not live, SLAB_BAD after a report. */
+static size_t slab_checked(struct za_slab *slab, void *p, const char *call)
+{
+	size_t slot = za_classes[za_slab_class(slab)].size;
+	uintptr_t *w = p;
+	if ((uintptr_t)w[1] == (za_slab_keys.mark ^ (uintptr_t)p) ||
+	    (w[0] == POISON_WORD && w[slot / 8 - 1] == POISON_WORD))
+		return SLAB_FREED;
+	size_t size = canary_size(p, slot);
+	if (unlikely(size == SIZE_MAX)) {
+		za_misuse("%s(%p): heap overflow: the canary after the object at %p (a %zu-byte slot) "
+			  "was overwritten (written past its end)", call, p, p, slot);
+		return SLAB_BAD;
+	}
+	size_t at = pattern_find((char *)p + size, slot - 8 - size, PAD);
+	if (unlikely(at < slot - 8 - size)) {
+		za_misuse("%s(%p): heap overflow: the %zu-byte object at %p was written past its end, "
+			  "at offset %zu (0x%x where 0x%x was)", call, p, size, p, size + at,
+			  ((unsigned char *)p)[size + at], PAD);
+		return SLAB_BAD;
+	}
+	return size;
+}
+
+static void sized_misuse(void *p, size_t size, size_t have, const char *call)
+{
+	za_misuse("%s(%p, %zu): size does not match the allocation (%zu bytes)", call, p, size, have);
+}
+
+void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *call)
+{
+	if (!p)
+		return;
+	if (is_zero(p)) {
+		size_t i = ((uintptr_t)p - (uintptr_t)zero_base) / 16;
+		za_lock(&guard_lock);
+		bool live = !((uintptr_t)p & 15) && (zero_bits[i / 64] & ((uint64_t)1 << (i % 64)));
+		if (live && !(sized && size))
+			zero_bits[i / 64] &= ~((uint64_t)1 << (i % 64));
+		pthread_mutex_unlock(&guard_lock);
+		if (!live)
+			za_misuse("%s(%p): double free of a 0-byte allocation (or a pointer into one)",
+				  call, p);
+		else if (sized && size)
+			sized_misuse(p, size, 0, call);
+		return;
+	}
+	struct za_slab *slab = za_shim_slab_of(p, call);
+	if (slab) {
+		if (unlikely(slab == &za_slab_sink))
+			return;
+		__atomic_fetch_add(&checked, 1, __ATOMIC_RELAXED);
+		size_t have = slab_checked(slab, p, call);
+		if (have == SLAB_FREED) {
+			uintptr_t *w = p;
+			if ((uintptr_t)w[1] == (za_slab_keys.mark ^ (uintptr_t)p))
+				za_slab_free(slab, p);   /* the default mode's check names it */
+			else
+				za_misuse("%s(%p): double free of the %u-byte slab object (it is in "
+					  "the quarantine)", call, p, za_classes[za_slab_class(slab)].size);
+			return;
+		}
+		if (have == SLAB_BAD)
+			return;
+		if (unlikely(sized && size != have)) {
+			sized_misuse(p, size, have, call);
+			return;
+		}
+		if (unlikely(align > 1 && ((uintptr_t)p & (align - 1)))) {
+			za_misuse("%s(%p): pointer is not aligned to %zu", call, p, align);
+			return;
+		}
+		size_t slot = za_classes[za_slab_class(slab)].size;
+		memset(p, POISON, slot);
+		quarantine(p, have, slot, Q_SLAB);
+		return;
+	}
+	struct gblock b;
+	bool start;
+	if (!block_find(p, &b, &start)) {
+		za_shim_free_slow(p, call);   /* names it: double free, not ours, ... */
+		return;
+	}
+	__atomic_fetch_add(&checked, 1, __ATOMIC_RELAXED);
+	if (b.freed) {
+		za_misuse("%s(%p): double free of the %zu-byte block at %p (it is in the quarantine)",
+			  call, p, b.size, block_user(&b));
+		return;
+	}
+	if (!start) {
+		za_misuse("%s(%p): interior pointer into the %zu-byte block at %p", call, p, b.size,
+			  block_user(&b));
+		return;
+	}
+	if (!block_pads(&b, call))
+		return;
+	if (unlikely(sized && size != b.size)) {
+		sized_misuse(p, size, b.size, call);
+		return;
+	}
+	if (unlikely(align > 1 && ((uintptr_t)p & (align - 1)))) {
+		za_misuse("%s(%p): pointer is not aligned to %zu", call, p, align);
+		return;
+	}
+	za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false);
+	if (b.kind == Q_HUGE)
+		b.huge->guard_freed = true;
+	else
+		b.head->flags |= ZA_PGF_GUARD_FREED;
+	quarantine(p, b.size, b.slot, b.kind);
+}
+
+size_t za_guard_usable_size(const void *p, const char *call)
+{
+	if (!p)
+		return 0;
+	if (is_zero(p))
+		return 0;
+	struct za_slab *slab = za_shim_slab_of((void *)p, call);
+	if (slab) {
+		if (slab == &za_slab_sink)
+			return 0;
+		size_t have = slab_checked(slab, (void *)p, call);
+		if (have == SLAB_FREED)
+			za_misuse("%s(%p): the %u-byte slab object was freed", call, p,
+				  za_classes[za_slab_class(slab)].size);
+		if (have == SLAB_FREED || have == SLAB_BAD)
+			return 0;
+		return have;
+	}
+	struct gblock b;
+	bool start;
+	if (!block_find(p, &b, &start))
+		return za_shim_usable_size_plain(p, call);
+	if (b.freed || !start) {
+		za_misuse("%s(%p): %s the %zu-byte block at %p", call, p,
+			  b.freed ? "the pointer is to a freed block:" : "interior pointer into", b.size,
+			  block_user(&b));
+		return 0;
+	}
+	return b.size;
+}
+
+void *za_guard_realloc(void *p, size_t size)
+{
+	if (!p)
+		return za_guard_alloc(size, 16, false);
+	size_t have = za_guard_usable_size(p, "realloc");
+	if (!have && !is_zero(p)) {
+		errno = EINVAL;
+		return NULL;   /* misuse, reported (warn) */
+	}
+	/* Always moved: a stale pointer to the old block is then a use
+	 * after free that the quarantine sees. */
+	void *q = za_guard_alloc(size, 16, false);
+	if (!q)
+		return NULL;
+	memcpy(q, p, have < size ? have : size);
+	za_guard_free(p, 0, 0, false, "realloc");
+	return q;
+}
+
+/* ---- faults in no-access pages ---- */
+
+static void segv_say(uintptr_t a, bool write)
+{
+	const char *how = write ? "write" : "read";
+	char line[256];
+	size_t n = 0;
+	if (is_zero((void *)a)) {
+		n = za_fmt(line, sizeof line,
+			   "zonealloc: zero-size access: a %s at %p, into a 0-byte allocation "
+			   "(malloc(0) in guard mode)\n", how, (void *)(a & ~(uintptr_t)15));
+	} else {
+		struct za_region *r = za_region_of((void *)a);
+		struct gblock b;
+		bool found = false;
+		if (r && r->kind == ZA_REGION_HUGE) {
+			struct za_huge *h = (struct za_huge *)r;
+			if (h->guard) {
+				b = (struct gblock){ .kind = Q_HUGE, .size = h->guard_size,
+						     .slot = h->region.size,
+						     .base = (char *)h->region.base,
+						     .freed = h->guard_freed, .huge = h };
+				found = true;
+			}
+		} else if (r) {
+			struct za_zone *zone = (struct za_zone *)r;
+			uint32_t pfn = za_pfn_of(zone, (void *)a);
+			/* The run's head is at most a run's length below. */
+			for (uint32_t k = 0; k <= ZA_MAX_BLOCK_PAGES + 1 && k <= pfn; k++) {
+				struct za_page *h = &zone->pages[pfn - k];
+				if (h->state == ZA_PG_TAIL)
+					continue;
+				if (h->state == ZA_PG_RUN && (h->flags & ZA_PGF_GUARD) && h->count > k) {
+					b = (struct gblock){
+						.kind = Q_RUN, .slot = (size_t)h->count << ZA_PAGE_SHIFT,
+						.size = run_of(h)->size,
+						.base = za_page_addr(zone, pfn - k),
+						.freed = h->flags & ZA_PGF_GUARD_FREED, .head = h };
+					found = true;
+				}
+				break;
+			}
+		}
+		if (found) {
+			uintptr_t p = (uintptr_t)block_user(&b);
+			if (b.freed)
+				n = za_fmt(line, sizeof line,
+					   "zonealloc: use after free: a %s at %p, offset %zd of the "
+					   "freed %zu-byte block at %p\n", how, (void *)a,
+					   (ssize_t)(a - p), b.size, (void *)p);
+			else
+				n = za_fmt(line, sizeof line,
+					   "zonealloc: heap overflow: a %s at %p, offset %zu of the "
+					   "%zu-byte block at %p (past its end, in its guard page)\n",
+					   how, (void *)a, (size_t)(a - p), b.size, (void *)p);
+		}
+	}
+	if (n)
+		za_os_write(2, line, n);
+}
+
+static void guard_segv(int sig, siginfo_t *si, void *ucv)
+{
+	(void)sig;
+	ucontext_t *uc = ucv;
+	bool write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+	segv_say((uintptr_t)si->si_addr, write);
+	/* The default action (or the program's handler from before ours)
+	 * when the access runs again. */
+	sigaction(SIGSEGV, &old_segv, NULL);
+}
+
+/* ---- the checker, stats, fork ---- */
+
+bool za_guard_check(void)
+{
+	if (za_guard_state != ZA_GUARD_ON || !ring)
+		return true;
+	bool ok = true;
+	za_lock(&guard_lock);
+	for (unsigned i = 0; i < q_n; i++) {
+		const struct qent *e = &ring[(q_head + i) % Q_SLOTS];
+		if (e->kind != Q_SLAB)
+			continue;
+		size_t slot = za_classes[za_slab_class(za_slab_of_object(e->p))].size;
+		size_t at = pattern_find(e->p, slot, POISON);
+		if (at < slot) {
+			za_dprintf(2, "zonealloc: use after free: the freed %zu-byte object at %p was "
+				      "written at offset %zu (found by the heap check)\n", e->size, e->p, at);
+			ok = false;
+		}
+	}
+	pthread_mutex_unlock(&guard_lock);
+	return ok;
+}
+
+void za_guard_stats(struct za_guard_stats *st)
+{
+	st->on = za_guard_state == ZA_GUARD_ON;
+	st->quarantine_bytes = q_bytes;
+	st->quarantine_limit = q_limit;
+	st->quarantined = q_n;
+	st->checked = atomic_load(&checked);
+}
+
+void za_guard_lock(void)
+{
+	za_lock(&guard_lock);
+}
+
+void za_guard_unlock(void)
+{
+	pthread_mutex_unlock(&guard_lock);
+}
+
+void za_guard_reset_child(void)
+{
+	pthread_mutex_init(&guard_lock, NULL);
+}

@@ -1,0 +1,523 @@
+/*
+ * Guard mode (ZONEALLOC_GUARD=1, shim/guard.h): each misuse kind in a
+ * forked child that must die of the named signal after writing one exact
+ * line (SIGABRT for what a free, malloc_usable_size or a hand-out finds;
+ * SIGSEGV for an access to a no-access page: a guard page, a quarantined
+ * block, a 0-byte allocation). Then what guard mode promises that is not a
+ * death: reads after free see the pattern, calloc is zero, alignments
+ * hold, slots come in a random order, and the heap checks clean.
+ *
+ * The mode is read at the first allocation, so the test starts itself
+ * again with the variable set. With "warn" it runs a second phase under
+ * ZONEALLOC_ON_ERROR=warn: the misuses are reported and the process goes on
+ * with a consistent heap.
+ */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "tests/malloc_test.h"
+
+void free_sized(void *ptr, size_t size);
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static char *expect;
+
+#define EXPECT(...) snprintf(expect, DEATH_EXPECT_MAX, __VA_ARGS__)
+
+static void run_death(const char *name, void (*fn)(void), int sig)
+{
+	int pfd[2];
+	if (pipe(pfd)) {
+		CHECK(!"pipe");
+		return;
+	}
+	memset(expect, 0, DEATH_EXPECT_MAX);
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		dup2(pfd[1], 2);
+		close(pfd[1]);
+		alarm(30);
+		fn();
+		_exit(0);
+	}
+	close(pfd[1]);
+	static char out[64 * 1024];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = '\0';
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == sig, "%s: child %s %d (wanted signal %d), stderr: %s",
+		  name, WIFSIGNALED(status) ? "died of signal" : "exited with",
+		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), sig, out);
+	CHECK_MSG(expect[0] && line_matches(out, expect), "%s:\n  got    \"%s\"\n  wanted \"%s\"",
+		  name, out, expect);
+	printf("  %-26s %s\n", name, out);
+}
+
+static volatile char *vp;
+
+/* ---- writes after free ---- */
+
+static void slab_uaf_quarantine(void)
+{
+	char *p = opaque_ptr(malloc(128));
+	free(p);
+	EXPECT("zonealloc: use after free: the freed 128-byte object at %p was written at offset "
+	       "40 (0x41 where the free pattern 0xdf was), found as it left the quarantine", p);
+	vp = p;
+	vp[40] = 'A';
+	for (int i = 0; i < 100000; i++)   /* 4 MiB of 144-byte slots, and more */
+		free(opaque_ptr(malloc(opaque_size(128))));
+}
+
+static void *others[2000];
+
+static void slab_uaf_handout(void)
+{
+	/* Live neighbours keep the slab from emptying (an emptied slab is
+	 * carved afresh, its pattern with it). */
+	for (int i = 0; i < 8; i++)
+		opaque_ptr(malloc(opaque_size(3000)));
+	char *p = opaque_ptr(malloc(3000));
+	for (int i = 0; i < 2000; i++)
+		others[i] = malloc(opaque_size(3000));
+	free(p);
+	for (int i = 0; i < 2000; i++)   /* 6 MB: p leaves the quarantine for its slab */
+		free(others[i]);
+	vp = p;
+	vp[100] = 'B';
+	EXPECT("zonealloc: use after free: the 3072-byte slot at %p, being handed out again, was "
+	       "written at offset 100 after it was freed (0x42 where the free pattern 0xdf was)", p);
+	for (int i = 0; i < 100000; i++)
+		opaque_ptr(malloc(opaque_size(3000)));
+}
+
+static void realloc_stale(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	char *q = opaque_ptr(realloc(p, 200));   /* always moves */
+	vp = p;
+	vp[0] = 'C';
+	EXPECT("zonealloc: use after free: the freed 100-byte object at %p was written at offset "
+	       "0 (0x43 where the free pattern 0xdf was), found as it left the quarantine", p);
+	for (int i = 0; i < 100000; i++)
+		free(opaque_ptr(malloc(opaque_size(100))));
+	free(q);
+}
+
+static void run_uaf_write(void)
+{
+	char *p = opaque_ptr(malloc(256 * KiB));
+	free(p);
+	EXPECT("zonealloc: use after free: a write at %p, offset 100 of the freed 262144-byte block "
+	       "at %p", p + 100, p);
+	vp = p;
+	vp[100] = 1;
+}
+
+static void huge_uaf_read(void)
+{
+	char *p = opaque_ptr(malloc(8 * MiB));
+	free(p);
+	EXPECT("zonealloc: use after free: a read at %p, offset 4096 of the freed 8388608-byte "
+	       "block at %p", p + 4096, p);
+	vp = p;
+	(void)vp[4096];
+}
+
+/* ---- overflows ---- */
+
+static void slab_overflow_1(void)
+{
+	char *p = opaque_ptr(malloc(8));
+	EXPECT("zonealloc: free(%p): heap overflow: the canary after the object at %p (a 16-byte "
+	       "slot) was overwritten (written past its end)", p, p);
+	vp = p;
+	vp[8] = 1;
+	free(p);
+}
+
+static void slab_overflow_8(void)
+{
+	char *p = opaque_ptr(malloc(8));
+	EXPECT("zonealloc: free(%p): heap overflow: the canary after the object at %p (a 16-byte "
+	       "slot) was overwritten (written past its end)", p, p);
+	memset(opaque_ptr(p), 'x', opaque_size(16));
+	free(p);
+}
+
+static void slab_overflow_pad(void)
+{
+	char *p = opaque_ptr(malloc(10));
+	EXPECT("zonealloc: free(%p): heap overflow: the 10-byte object at %p was written past its "
+	       "end, at offset 10 (0x1 where 0xa5 was)", p, p);
+	vp = p;
+	vp[10] = 1;
+	free(p);
+}
+
+static void run_overflow_guard(void)
+{
+	char *p = opaque_ptr(malloc(256 * KiB));
+	EXPECT("zonealloc: heap overflow: a write at %p, offset 262144 of the 262144-byte block at "
+	       "%p (past its end, in its guard page)", p + 256 * KiB, p);
+	vp = p;
+	vp[256 * KiB] = 1;
+}
+
+static void run_overflow_pad(void)
+{
+	char *p = opaque_ptr(malloc(100001));
+	EXPECT("zonealloc: free(%p): heap overflow: the 100001-byte block at %p was written past "
+	       "its end, at offset 100001 (0x1 where 0xa5 was)", p, p);
+	vp = p;
+	vp[100001] = 1;
+	free(p);
+}
+
+static void run_underflow(void)
+{
+	char *p = opaque_ptr(malloc(100000));
+	EXPECT("zonealloc: free(%p): heap underflow: the # bytes before the 100000-byte block at %p "
+	       "were written (0x1 where 0xa5 was, 1 bytes before it)", p, p);
+	vp = p;
+	vp[-1] = 1;
+	free(p);
+}
+
+static void huge_overflow_read(void)
+{
+	char *p = opaque_ptr(malloc(8 * MiB));
+	EXPECT("zonealloc: heap overflow: a read at %p, offset 8388608 of the 8388608-byte block at "
+	       "%p (past its end, in its guard page)", p + 8 * MiB, p);
+	vp = p;
+	(void)vp[8 * MiB];
+}
+
+static void aligned_overflow(void)
+{
+	char *p;
+	if (posix_memalign((void **)&p, 64, 40))
+		return;
+	EXPECT("zonealloc: free(%p): heap overflow: the 40-byte object at %p was written past its "
+	       "end, at offset 40 (0x1 where 0xa5 was)", p, p);
+	vp = p;
+	vp[40] = 1;
+	free(p);
+}
+
+/* ---- zero-size allocations ---- */
+
+static void zero_write(void)
+{
+	char *p = opaque_ptr(malloc(0));
+	EXPECT("zonealloc: zero-size access: a write at %p, into a 0-byte allocation (malloc(0) in "
+	       "guard mode)", p);
+	vp = p;
+	vp[0] = 1;
+}
+
+static void zero_read(void)
+{
+	char *p = opaque_ptr(malloc(0));
+	EXPECT("zonealloc: zero-size access: a read at %p, into a 0-byte allocation (malloc(0) in "
+	       "guard mode)", p);
+	vp = p;
+	(void)vp[0];
+}
+
+static void zero_double_free(void)
+{
+	char *p = opaque_ptr(malloc(0));
+	EXPECT("zonealloc: free(%p): double free of a 0-byte allocation (or a pointer into one)", p);
+	free(p);
+	free(opaque_ptr(p));
+}
+
+/* ---- sizes ---- */
+
+static void sized_smaller_run(void)
+{
+	char *p = opaque_ptr(malloc(1 * MiB));
+	EXPECT("zonealloc: free_sized(%p, 524288): size does not match the allocation (1048576 bytes)",
+	       p);
+	free_sized(p, 512 * KiB);
+}
+
+static void sized_smaller_slab(void)
+{
+	char *p = opaque_ptr(malloc(4096));
+	EXPECT("zonealloc: free_sized(%p, 16): size does not match the allocation (4096 bytes)", p);
+	free_sized(p, 16);
+}
+
+static void sized_larger(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	EXPECT("zonealloc: free_sized(%p, 101): size does not match the allocation (100 bytes)", p);
+	free_sized(p, 101);
+}
+
+static void usable_freed_slab(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	free(p);
+	EXPECT("zonealloc: malloc_usable_size(%p): the 112-byte slab object was freed", p);
+	malloc_usable_size(opaque_ptr(p));
+}
+
+static void usable_freed_run(void)
+{
+	char *p = opaque_ptr(malloc(100000));
+	free(p);
+	EXPECT("zonealloc: malloc_usable_size(%p): the pointer is to a freed block: the 100000-byte "
+	       "block at %p", p, p);
+	malloc_usable_size(opaque_ptr(p));
+}
+
+/* ---- double frees and bad pointers ---- */
+
+static void slab_double_free(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	EXPECT("zonealloc: free(%p): double free of the 112-byte slab object (it is in the "
+	       "quarantine)", p);
+	free(p);
+	free(opaque_ptr(p));
+}
+
+static void run_double_free(void)
+{
+	char *p = opaque_ptr(malloc(100000));
+	EXPECT("zonealloc: free(%p): double free of the 100000-byte block at %p (it is in the "
+	       "quarantine)", p, p);
+	free(p);
+	free(opaque_ptr(p));
+}
+
+static void huge_double_free(void)
+{
+	char *p = opaque_ptr(malloc(8 * MiB));
+	EXPECT("zonealloc: free(%p): double free of the 8388608-byte block at %p (it is in the "
+	       "quarantine)", p, p);
+	free(p);
+	free(opaque_ptr(p));
+}
+
+static void huge_interior(void)
+{
+	char *p = opaque_ptr(malloc(8 * MiB));
+	EXPECT("zonealloc: free(%p): interior pointer into the 8388608-byte block at %p", p + 4096, p);
+	free(opaque_ptr(p + 4096));
+}
+
+static void slab_interior(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	EXPECT("zonealloc: free(%p): interior pointer: not the start of an object in the slab at "
+	       "zone # pfn #", p + 16);
+	free(opaque_ptr(p + 16));
+}
+
+static void foreign_pointer(void)
+{
+	char local[64];
+	EXPECT("zonealloc: free(%p): pointer not allocated by zonealloc (no zone or huge mapping "
+	       "owns it)", (void *)local);
+	free(opaque_ptr(local));
+}
+
+/* ---- what is not a death ---- */
+
+static void behaviour(void)
+{
+	/* A read after free sees the pattern, not the old bytes. */
+	unsigned char *p = opaque_ptr(malloc(200));
+	memset(p, 'A', 200);
+	free(p);
+	CHECK(((volatile unsigned char *)p)[100] == 0xdf);
+
+	/* calloc is zero; malloc's bytes are the pattern, never old data. */
+	for (int i = 0; i < 100; i++) {
+		unsigned char *z = opaque_ptr(calloc(1, 300));
+		bool zero = true;
+		for (int k = 0; k < 300; k++)
+			zero &= z[k] == 0;
+		CHECK(zero);
+		memset(z, 'Z', 300);
+		free(z);
+	}
+	unsigned char *m = opaque_ptr(malloc(300));
+	CHECK(m[150] == 0xdf);
+	free(m);
+
+	/* Sizes are exact; alignments hold at every size. */
+	size_t sizes[] = { 1, 15, 16, 17, 100, 4000, 32760, 32768, 100000, 5 * MiB };
+	for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+		char *q = opaque_ptr(malloc(sizes[i]));
+		CHECK(q && ((uintptr_t)q & 15) == 0);
+		CHECK(malloc_usable_size(q) == sizes[i]);
+		memset(q, 1, sizes[i]);
+		free_sized(q, sizes[i]);
+		for (size_t a = 32; a <= 2 * MiB; a <<= 3) {
+			void *r = NULL;
+			CHECK(posix_memalign(&r, a, sizes[i]) == 0 && ((uintptr_t)r & (a - 1)) == 0);
+			memset(r, 2, sizes[i]);
+			free(r);
+		}
+	}
+
+	/* realloc keeps the bytes. */
+	char *r = NULL;
+	for (size_t n = 1, old = 0; n < 300000; old = n, n = n * 3 + 1) {
+		r = opaque_ptr(realloc(r, n));
+		bool kept = r != NULL;
+		for (size_t k = 0; kept && k < old; k++)
+			kept = r[k] == (char)(k % 100);
+		CHECK_MSG(kept, "realloc to %zu lost the first %zu bytes", n, old);
+		for (size_t k = 0; r && k < n; k++)
+			r[k] = (char)(k % 100);
+	}
+	free(r);
+
+	/* Slots come in a random order: 64 objects of a class nothing else
+	 * uses are not handed out at rising addresses (1 in 64! if random). */
+	uintptr_t prev = 0;
+	int rising = 0;
+	for (int i = 0; i < 64; i++) {
+		uintptr_t a = (uintptr_t)opaque_ptr(malloc(opaque_size(1500)));
+		rising += a > prev;
+		prev = a;
+	}
+	CHECK_MSG(rising < 60, "%d of 64 slots at rising addresses", rising);
+	CHECK_HEAP();
+}
+
+/* ---- warn: reported, and the process goes on ---- */
+
+static int warn_phase(void)
+{
+	char *a = malloc(8);
+	a[8] = 1;
+	free(a);   /* canary */
+	char *b = malloc(100);
+	free(b);
+	free(b);   /* double free */
+	char *c = malloc(100);
+	free_sized(c, 50);   /* size */
+	char *d = malloc(256 * KiB);
+	free(d);
+	free(d);   /* run double free */
+	for (int i = 0; i < 10000; i++) {
+		char *x = malloc((size_t)i % 5000 + 1);
+		memset(x, 3, (size_t)i % 5000 + 1);
+		free(x);
+	}
+	CHECK_HEAP();
+	return test_done("guard (warn)");
+}
+
+int main(int argc, char **argv)
+{
+	bool warn = argc > 1 && !strcmp(argv[1], "warn");
+	if (!getenv("ZONEALLOC_GUARD")) {
+		setenv("ZONEALLOC_GUARD", "1", 1);
+		if (warn)
+			setenv("ZONEALLOC_ON_ERROR", "warn", 1);
+		execv("/proc/self/exe", argv);
+		perror("execv");
+		return 1;
+	}
+	if (warn)
+		return warn_phase();
+	expect = mmap(NULL, DEATH_EXPECT_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (expect == MAP_FAILED)
+		return 1;
+	printf("writes and reads after free:\n");
+	run_death("slab uaf (quarantine)", slab_uaf_quarantine, SIGABRT);
+	run_death("slab uaf (hand-out)", slab_uaf_handout, SIGABRT);
+	run_death("realloc's old block", realloc_stale, SIGABRT);
+	run_death("run uaf write", run_uaf_write, SIGSEGV);
+	run_death("huge uaf read", huge_uaf_read, SIGSEGV);
+	printf("overflows:\n");
+	run_death("slab +1", slab_overflow_1, SIGABRT);
+	run_death("slab +8", slab_overflow_8, SIGABRT);
+	run_death("slab pad", slab_overflow_pad, SIGABRT);
+	run_death("aligned slab pad", aligned_overflow, SIGABRT);
+	run_death("run guard page", run_overflow_guard, SIGSEGV);
+	run_death("run pad", run_overflow_pad, SIGABRT);
+	run_death("run underflow", run_underflow, SIGABRT);
+	run_death("huge guard page read", huge_overflow_read, SIGSEGV);
+	printf("zero-size allocations:\n");
+	run_death("malloc(0) write", zero_write, SIGSEGV);
+	run_death("malloc(0) read", zero_read, SIGSEGV);
+	run_death("malloc(0) double free", zero_double_free, SIGABRT);
+	printf("sizes:\n");
+	run_death("free_sized smaller run", sized_smaller_run, SIGABRT);
+	run_death("free_sized smaller slab", sized_smaller_slab, SIGABRT);
+	run_death("free_sized larger", sized_larger, SIGABRT);
+	run_death("usable size, freed slab", usable_freed_slab, SIGABRT);
+	run_death("usable size, freed run", usable_freed_run, SIGABRT);
+	printf("double frees and bad pointers:\n");
+	run_death("slab double free", slab_double_free, SIGABRT);
+	run_death("run double free", run_double_free, SIGABRT);
+	run_death("huge double free", huge_double_free, SIGABRT);
+	run_death("huge interior", huge_interior, SIGABRT);
+	run_death("slab interior", slab_interior, SIGABRT);
+	run_death("foreign pointer", foreign_pointer, SIGABRT);
+	behaviour();
+
+	/* warn: four reports, the child goes on to a clean heap check. */
+	int pfd[2];
+	if (pipe(pfd) == 0) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			dup2(pfd[1], 2);
+			close(pfd[0]);
+			unsetenv("ZONEALLOC_GUARD");
+			char *args[] = { argv[0], "warn", NULL };
+			execv("/proc/self/exe", args);
+			_exit(127);
+		}
+		close(pfd[1]);
+		static char out[64 * 1024];
+		size_t len = 0;
+		ssize_t n;
+		while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) > 0)
+			len += (size_t)n;
+		out[len] = 0;
+		close(pfd[0]);
+		int status = 0;
+		waitpid(pid, &status, 0);
+		int reports = 0;
+		for (char *l = out; (l = strstr(l, "zonealloc: ")); l++)
+			reports += !strncmp(l, "zonealloc: free", 15);
+		CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "warn phase: status %d: %s",
+			  status, out);
+		CHECK_MSG(reports == 4, "warn phase: %d reports, wanted 4:\n%s", reports, out);
+		printf("  warn: %d misuses reported, the process went on, the heap checks clean\n",
+		       reports);
+	}
+	return test_done("guard");
+}
