@@ -318,6 +318,13 @@ void za_region_unregister(struct za_region *r);
 
 /* ---- zones (buddy/zone.c) ---- */
 
+/* What a layer above checks of its own blocks when za_buddy_check runs
+ * (guard mode's canaries and quarantine, shim/guard.c): per zone, under
+ * its lock, and once after the zones, under none. They fill `res` (may
+ * be NULL) and return -1 on a fault. */
+struct za_check_result;
+extern int (*za_check_zone_hook)(struct za_zone *zone, struct za_check_result *res) ZA_HIDDEN;
+extern int (*za_check_hook)(struct za_check_result *res) ZA_HIDDEN;
 extern struct za_zone za_zones[ZA_MAX_ZONES] ZA_HIDDEN;
 extern _Atomic int za_nr_zones;   /* zones[0 .. za_nr_zones) ever used */
 extern pthread_mutex_t za_zones_lock;

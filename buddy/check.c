@@ -18,6 +18,9 @@
 		return -1;                                                   \
 	} while (0)
 
+int (*za_check_zone_hook)(struct za_zone *zone, struct za_check_result *res);
+int (*za_check_hook)(struct za_check_result *res);
+
 static int check_zone(struct za_zone *zone, struct za_check_result *res)
 {
 	const struct za_page *pages = zone->pages;
@@ -218,10 +221,15 @@ ZA_EXPORT int za_buddy_check(struct za_check_result *res)
 		if (!zone->pages)
 			continue;
 		za_lock(&zone->lock);
-		if (atomic_load(&zone->active))
+		if (atomic_load(&zone->active)) {
 			rc = check_zone(zone, res);
+			if (rc == 0 && za_check_zone_hook)
+				rc = za_check_zone_hook(zone, res);
+		}
 		pthread_mutex_unlock(&zone->lock);
 	}
 	za_pcp_unlock_all();
+	if (rc == 0 && za_check_hook)
+		rc = za_check_hook(res);
 	return rc;
 }

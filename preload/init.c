@@ -146,8 +146,7 @@ __attribute__((destructor)) static void za_dtor(void)
 		if (za_buddy_check(&res))
 			za_fatal("heap check at exit: zone %d pfn %lu order %d: %s", res.zone,
 				 (unsigned long)res.pfn, res.order, res.what);
-		if (!za_guard_check())
-			za_fatal("heap check at exit: a quarantined object was written after free");
+
 	}
 }
 

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <ucontext.h>
@@ -135,6 +136,8 @@ static bool size_parse(const char *v, size_t *out)
 }
 
 static void guard_segv(int sig, siginfo_t *si, void *uc);
+static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res);
+static int check_quarantine(struct za_check_result *res);
 
 static void guard_start(void)
 {
@@ -149,6 +152,8 @@ static void guard_start(void)
 	else
 		q_limit = 0;
 	za_slab_guard = true;
+	za_check_zone_hook = check_zone_slabs;
+	za_check_hook = check_quarantine;
 	/* Every free now leaves free's inline path (it tests the untraced
 	 * zone tag only), as while calls are traced. */
 	za_region_retag_zones(ZA_REGION_TAG_TRACED);
@@ -196,9 +201,9 @@ static size_t pattern_find(const void *p, size_t n, unsigned char c)
 	return n;
 }
 
-/* A slot's canary: the size asked for in its low 16 bits, the rest a
- * keyed hash of the object's address, all xor the hash; any other value
- * was written over. */
+/* A slot's canary: a keyed hash of the object's address with the size
+ * asked for in its top 16 bits. A linear overflow reaches the canary's
+ * low bytes first, which are all hash: any change there is seen. */
 static uintptr_t canary_hash(const void *p)
 {
 	return (canary_key ^ (uintptr_t)p) * 0x9e3779b97f4a7c15ull;
@@ -206,7 +211,7 @@ static uintptr_t canary_hash(const void *p)
 
 static uintptr_t canary_of(const void *p, size_t size)
 {
-	return canary_hash(p) ^ size;
+	return canary_hash(p) ^ ((uintptr_t)size << 48);
 }
 
 /* The size the canary of the object at p (its slot `slot` bytes) records;
@@ -214,8 +219,9 @@ static uintptr_t canary_of(const void *p, size_t size)
 static size_t canary_size(const void *p, size_t slot)
 {
 	uintptr_t c = *(const uintptr_t *)(const void *)((const char *)p + slot - 8);
-	uintptr_t size = c ^ canary_hash(p);
-	return size + 8 <= slot ? size : SIZE_MAX;
+	uintptr_t x = c ^ canary_hash(p);
+	size_t size = (size_t)(x >> 48);
+	return (x << 16) == 0 && size + 8 <= slot ? size : SIZE_MAX;
 }
 
 /* ---- the quarantine ---- */
@@ -262,7 +268,8 @@ static void slab_release(void *p, size_t size)
 		za_misuse("use after free: the freed %zu-byte object at %p was written at offset %zu "
 			  "(0x%x where the free pattern 0x%x was), found as it left the quarantine",
 			  size, p, at, ((unsigned char *)p)[at], POISON);
-		return;   /* (warn) it leaks */
+		memset(p, POISON, slot);   /* (warn) it leaks, as a freed slot */
+		return;
 	}
 	za_shim_free_in_zone(zone, p);
 }
@@ -539,7 +546,7 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 	if (slab) {
 		if (unlikely(slab == &za_slab_sink))
 			return;
-		__atomic_fetch_add(&checked, 1, __ATOMIC_RELAXED);
+		atomic_fetch_add_explicit(&checked, 1, memory_order_relaxed);
 		size_t have = slab_checked(slab, p, call);
 		if (have == SLAB_FREED) {
 			uintptr_t *w = p;
@@ -550,8 +557,12 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 					  "the quarantine)", call, p, za_classes[za_slab_class(slab)].size);
 			return;
 		}
-		if (have == SLAB_BAD)
+		if (have == SLAB_BAD) {
+			/* (warn) It leaks, carrying the free pattern, so the
+			 * checker reads it as freed, not as live and broken. */
+			memset(p, POISON, za_classes[za_slab_class(slab)].size);
 			return;
+		}
 		if (unlikely(sized && size != have)) {
 			sized_misuse(p, size, have, call);
 			return;
@@ -571,7 +582,7 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 		za_shim_free_slow(p, call);   /* names it: double free, not ours, ... */
 		return;
 	}
-	__atomic_fetch_add(&checked, 1, __ATOMIC_RELAXED);
+	atomic_fetch_add_explicit(&checked, 1, memory_order_relaxed);
 	if (b.freed) {
 		za_misuse("%s(%p): double free of the %zu-byte block at %p (it is in the quarantine)",
 			  call, p, b.size, block_user(&b));
@@ -724,26 +735,65 @@ static void guard_segv(int sig, siginfo_t *si, void *ucv)
 
 /* ---- the checker, stats, fork ---- */
 
-bool za_guard_check(void)
+static int check_fail(struct za_check_result *res, int zone, uint32_t pfn, const char *what,
+		      const void *p, size_t size)
 {
-	if (za_guard_state != ZA_GUARD_ON || !ring)
-		return true;
-	bool ok = true;
+	if (res) {
+		res->zone = zone;
+		res->pfn = pfn;
+		res->order = -1;
+		za_fmt(res->what, sizeof res->what, what, p, size);
+	}
+	return -1;
+}
+
+/* Every live object of the zone's slabs: its canary and pad (a free slot
+ * carries the free pattern where the canary would be, or the free mark). */
+static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res)
+{
+	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES; pfn++) {
+		struct za_page *page = &zone->pages[pfn];
+		if (page->state != ZA_PG_SLAB)
+			continue;
+		struct za_slab *slab = za_page_slab(page);
+		size_t slot = za_classes[za_slab_class(slab)].size;
+		char *base = za_page_addr(zone, pfn);
+		for (uint32_t i = 0; i < slab->carved; i++) {
+			uintptr_t *w = (uintptr_t *)(void *)(base + (size_t)i * slot);
+			if (w[slot / 8 - 1] == POISON_WORD ||
+			    (uintptr_t)w[1] == (za_slab_keys.mark ^ (uintptr_t)w))
+				continue;
+			size_t size = canary_size(w, slot);
+			if (size == SIZE_MAX)
+				return check_fail(res, zone->index, pfn,
+						  "guard: the canary after the object at %p (a %zu-byte "
+						  "slot) was overwritten", w, slot);
+			if (pattern_find((char *)w + size, slot - 8 - size, PAD) < slot - 8 - size)
+				return check_fail(res, zone->index, pfn,
+						  "guard: the object at %p (%zu bytes) was written past "
+						  "its end", w, size);
+		}
+	}
+	return 0;
+}
+
+/* The quarantine's slab objects: still the free pattern. */
+static int check_quarantine(struct za_check_result *res)
+{
+	int rc = 0;
 	za_lock(&guard_lock);
-	for (unsigned i = 0; i < q_n; i++) {
+	for (unsigned i = 0; i < q_n && rc == 0; i++) {
 		const struct qent *e = &ring[(q_head + i) % Q_SLOTS];
 		if (e->kind != Q_SLAB)
 			continue;
 		size_t slot = za_classes[za_slab_class(za_slab_of_object(e->p))].size;
-		size_t at = pattern_find(e->p, slot, POISON);
-		if (at < slot) {
-			za_dprintf(2, "zonealloc: use after free: the freed %zu-byte object at %p was "
-				      "written at offset %zu (found by the heap check)\n", e->size, e->p, at);
-			ok = false;
-		}
+		if (pattern_find(e->p, slot, POISON) < slot)
+			rc = check_fail(res, -1, 0,
+					"guard: the freed object at %p (%zu bytes) was written in the "
+					"quarantine", e->p, e->size);
 	}
 	pthread_mutex_unlock(&guard_lock);
-	return ok;
+	return rc;
 }
 
 void za_guard_stats(struct za_guard_stats *st)

@@ -57,8 +57,6 @@ void *za_guard_realloc(void *p, size_t size);
  * `sized`, the alignment when `align` > 1. */
 void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *call);
 size_t za_guard_usable_size(const void *p, const char *call);
-/* The quarantine's patterns, checked (the heap checker's part). */
-bool za_guard_check(void);
 void za_guard_lock(void);
 void za_guard_unlock(void);
 void za_guard_reset_child(void);

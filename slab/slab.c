@@ -350,7 +350,7 @@ static uint32_t gcd(uint32_t a, uint32_t b)
 
 /* Guard mode (shim/guard.h): objects [from, end) threaded in a random
  * order (a random start and a random stride prime to their count), each
- * filled past the free list's two words with the pattern freed objects
+ * filled past its link with the pattern freed objects
  * carry, which the guard checks when it hands one out. */
 static ZA_NOINLINE void *carve_guarded(char *base, uint32_t size, uint32_t from, uint32_t end,
 				       void *head)
@@ -368,8 +368,7 @@ static ZA_NOINLINE void *carve_guarded(char *base, uint32_t size, uint32_t from,
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t i = from + (uint32_t)((start + (uint64_t)k * stride) % n);
 		void **obj = (void **)(base + (size_t)i * size);
-		memset(obj + 2, 0xdf, size - 16);
-		obj[1] = NULL;
+		memset(obj + 1, 0xdf, size - 8);
 		obj[0] = za_link_enc(head);
 		head = obj;
 	}
