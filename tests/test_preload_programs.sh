@@ -1,8 +1,10 @@
 #!/bin/bash
 # Real, unmodified programs under LD_PRELOAD=libzonealloc.so: python3, perl,
-# bash, sqlite3, git and gcc each run a workload twice, once on glibc's heap
-# and once on zonealloc's (with ZONEALLOC_CHECK=1, which verifies the heap
-# at exit), and the two outputs must be identical byte for byte.
+# bash, sqlite3, git and gcc each run a workload three times: on glibc's
+# heap, on zonealloc's and on zonealloc's in guard mode (both with
+# ZONEALLOC_CHECK=1, which verifies the heap at exit; in guard mode that
+# includes every live object's canary), and the outputs must be identical
+# byte for byte: guard mode must find nothing in programs that are right.
 set -u
 lib=${ZA_LIB:?ZA_LIB must name the built libzonealloc.so}
 data=${srcdir:-.}/tests/data
@@ -11,28 +13,32 @@ trap 'rm -rf "$work"' EXIT
 pass=0
 fail=0
 
-# run NAME CMD...: runs CMD in $work/run (fresh each time) without, then
-# with, the preload; compares stdout, stderr and exit status.
+# run NAME CMD...: runs CMD in $work/run (fresh each time) without the
+# preload, with it, and with it in guard mode; compares stdout, stderr and
+# exit status.
 run() {
 	local name=$1
 	shift
-	for mode in glibc zonealloc; do
+	for mode in glibc zonealloc guard; do
 		rm -rf "$work/run" && mkdir "$work/run"
 		local env=()
 		[ $mode = zonealloc ] && env=(LD_PRELOAD="$lib" ZONEALLOC_CHECK=1)
+		[ $mode = guard ] && env=(LD_PRELOAD="$lib" ZONEALLOC_CHECK=1 ZONEALLOC_GUARD=1)
 		(cd "$work/run" && env "${env[@]}" "$@") >"$work/$name.$mode.out" 2>"$work/$name.$mode.err"
 		echo "exit $?" >>"$work/$name.$mode.out"
 	done
-	if cmp -s "$work/$name.glibc.out" "$work/$name.zonealloc.out" &&
-	   cmp -s "$work/$name.glibc.err" "$work/$name.zonealloc.err"; then
-		echo "ok: $name ($(wc -c <"$work/$name.glibc.out") bytes of output)"
-		pass=$((pass + 1))
-	else
-		echo "FAIL: $name: output differs under zonealloc"
-		diff "$work/$name.glibc.out" "$work/$name.zonealloc.out" | head -20
-		diff "$work/$name.glibc.err" "$work/$name.zonealloc.err" | head -20
-		fail=$((fail + 1))
-	fi
+	for mode in zonealloc guard; do
+		if cmp -s "$work/$name.glibc.out" "$work/$name.$mode.out" &&
+		   cmp -s "$work/$name.glibc.err" "$work/$name.$mode.err"; then
+			echo "ok: $name, $mode ($(wc -c <"$work/$name.glibc.out") bytes of output)"
+			pass=$((pass + 1))
+		else
+			echo "FAIL: $name: output differs under $mode"
+			diff "$work/$name.glibc.out" "$work/$name.$mode.out" | head -20
+			diff "$work/$name.glibc.err" "$work/$name.$mode.err" | head -20
+			fail=$((fail + 1))
+		fi
+	done
 }
 
 for prog in python3 perl bash sqlite3 git gcc; do
