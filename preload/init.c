@@ -111,6 +111,11 @@ void za_preload_init(void)
 	if (za_option(ZA_OPT_PROF))
 		za_prof_start((size_t)za_option(ZA_OPT_PROF_RATE), za_option_prof_file(),
 			      za_option(ZA_OPT_PROF_SIGUSR2) != 0, report_fd);
+	/* Guard mode sets itself up now, not at the program's first
+	 * allocation: a fuzzer's fork server (which starts after this
+	 * constructor) then forks children that have it all. */
+	if (za_guard_active())
+		za_shim_free(za_shim_malloc(1));
 	if (za_option_trace_file()) {
 		za_fork_arm(true);
 		za_trace_start(za_option_trace_file(), report_fd);
@@ -141,6 +146,7 @@ __attribute__((destructor)) static void za_dtor(void)
 		}
 	}
 	za_trace_exit();
+	za_guard_exit();
 	if (za_option(ZA_OPT_CHECK)) {
 		struct za_check_result res;
 		if (za_buddy_check(&res))

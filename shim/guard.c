@@ -378,11 +378,13 @@ static struct guard_run *run_of(struct za_page *head)
 }
 
 /* A block above the slab tier: whole pages and one no-access page after
- * them; the block ends against it (on the 16-byte or larger alignment
- * asked for), the bytes before it in its first page hold the pad. */
-static void *block_alloc(size_t size, size_t align, bool zero)
+ * them; the block's room (its size, or more where realloc grows it) ends
+ * against it (on the 16-byte or larger alignment asked for); the bytes
+ * before it in its first page, and those of the room past the size, hold
+ * the pad. */
+static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 {
-	size_t pages = (size + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+	size_t pages = (room + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 	if (pages == 0 || pages > (SIZE_MAX >> ZA_PAGE_SHIFT) - 2)
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
 	size_t total = (pages + 1) << ZA_PAGE_SHIFT;
@@ -390,7 +392,7 @@ static void *block_alloc(size_t size, size_t align, bool zero)
 	if (!base)
 		return NULL;
 	char *end = base + (pages << ZA_PAGE_SHIFT);
-	char *p = align > ZA_PAGE_SIZE ? base : (char *)(((uintptr_t)end - size) & ~(uintptr_t)(align - 1));
+	char *p = align > ZA_PAGE_SIZE ? base : (char *)(((uintptr_t)end - room) & ~(uintptr_t)(align - 1));
 	struct za_region *r = za_region_of(base);
 	if (r && r->kind == ZA_REGION_HUGE) {
 		struct za_huge *h = (struct za_huge *)r;
@@ -424,7 +426,7 @@ void *za_guard_alloc(size_t size, size_t align, bool zero)
 		if (cls < ZA_NCLASSES)
 			return slab_alloc(cls, size, zero);
 	}
-	return block_alloc(size, align, zero);
+	return block_alloc(size, size, align, zero);
 }
 
 /* ---- what a pointer is ---- */
@@ -651,18 +653,49 @@ size_t za_guard_usable_size(const void *p, const char *call)
 	return b.size;
 }
 
+/* realloc in place when the size fits the slot (slab) or the room
+ * (block), with the pad and canary moved to the new end; else moved, a
+ * growing block with half as much again of room, so a string grown a few
+ * bytes at a time is not copied at every step. The old block of a move is
+ * freed into the quarantine: a stale pointer to it is a use after free. */
 void *za_guard_realloc(void *p, size_t size)
 {
 	if (!p)
 		return za_guard_alloc(size, 16, false);
+	if (size == 0) {
+		za_guard_free(p, 0, 0, false, "realloc");
+		return NULL;
+	}
 	size_t have = za_guard_usable_size(p, "realloc");
 	if (!have && !is_zero(p)) {
 		errno = EINVAL;
 		return NULL;   /* misuse, reported (warn) */
 	}
-	/* Always moved: a stale pointer to the old block is then a use
-	 * after free that the quarantine sees. */
-	void *q = za_guard_alloc(size, 16, false);
+	struct za_slab *slab = have ? za_shim_slab_of(p, "realloc") : NULL;
+	struct gblock b;
+	bool start;
+	if (slab) {
+		size_t slot = za_classes[za_slab_class(slab)].size;
+		if (size + 8 <= slot) {
+			memset((char *)p + size, PAD, slot - 8 - size);
+			*(uintptr_t *)(void *)((char *)p + slot - 8) = canary_of(p, size);
+			return p;
+		}
+	} else if (have && block_find(p, &b, &start)) {
+		char *end = b.base + b.slot - ZA_PAGE_SIZE;
+		if (size <= (size_t)(end - (char *)p)) {
+			memset((char *)p + size, PAD, (size_t)(end - (char *)p) - size);
+			if (b.kind == Q_HUGE)
+				b.huge->guard_size = size;
+			else
+				run_of(b.head)->size = size;
+			return p;
+		}
+	}
+	size_t room = size;
+	if (size > have && size > ZA_SLAB_MAX - 8 && size <= SIZE_MAX / 2)
+		room = (size + size / 2 + 15) & ~(size_t)15;
+	void *q = room > size ? block_alloc(size, room, 16, false) : za_guard_alloc(size, 16, false);
 	if (!q)
 		return NULL;
 	memcpy(q, p, have < size ? have : size);
@@ -784,6 +817,32 @@ static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res)
 		}
 	}
 	return 0;
+}
+
+/* At exit: a write into an object still in the quarantine is reported
+ * like one found as it leaves (a short program, a fuzz target's run, may
+ * end before anything leaves). */
+void za_guard_exit(void)
+{
+	if (za_guard_state != ZA_GUARD_ON || !ring)
+		return;
+	za_lock(&guard_lock);
+	for (unsigned i = 0; i < q_n; i++) {
+		const struct qent *e = &ring[(q_head + i) % Q_SLOTS];
+		if (e->kind != Q_SLAB)
+			continue;
+		unsigned char *p = e->p;
+		size_t slot = za_classes[za_slab_class(za_slab_of_object(p))].size;
+		size_t at = pattern_find(p, slot, POISON);
+		if (unlikely(at < slot)) {
+			pthread_mutex_unlock(&guard_lock);
+			za_misuse("use after free: the freed %zu-byte object at %p was written at "
+				  "offset %zu (0x%x where the free pattern 0x%x was), found at exit",
+				  e->size, (void *)p, at, p[at], POISON);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&guard_lock);
 }
 
 /* The quarantine's slab objects: still the free pattern. */

@@ -19,8 +19,9 @@
  *    sees the pattern, not the old bytes;
  *  - malloc(0) returns a distinct pointer into a no-access reservation;
  *  - slabs thread their objects in a random order (slab.c);
- *  - realloc always moves, so a stale pointer to the old block is a use
- *    after free the quarantine sees.
+ *  - realloc moves when the block outgrows its slot or room (the old
+ *    block then waits in the quarantine: a stale pointer to it is a use
+ *    after free); a growing block gets room to grow, as glibc's would.
  *
  * The default mode pays nothing: the mode is found at the first
  * allocation, and then every allocation reaches it through the heap
@@ -57,6 +58,8 @@ void *za_guard_realloc(void *p, size_t size);
  * `sized`, the alignment when `align` > 1. */
 void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *call);
 size_t za_guard_usable_size(const void *p, const char *call);
+/* At exit: reports a write into an object still in the quarantine. */
+void za_guard_exit(void);
 void za_guard_lock(void);
 void za_guard_unlock(void);
 void za_guard_reset_child(void);

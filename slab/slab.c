@@ -338,36 +338,31 @@ void za_slab_delayed_collect(struct za_theap *heap)
 
 bool za_slab_guard;
 
-static uint32_t gcd(uint32_t a, uint32_t b)
-{
-	while (b) {
-		uint32_t t = a % b;
-		a = b;
-		b = t;
-	}
-	return a;
-}
-
 /* Guard mode (shim/guard.h): objects [from, end) threaded in a random
- * order (a random start and a random stride prime to their count), each
- * filled past its link with the pattern freed objects
- * carry, which the guard checks when it hands one out. */
+ * order (Fisher-Yates over the batch: a page's worth, at most 256), each
+ * filled past its link with the pattern freed objects carry, which the
+ * guard checks when it hands one out. */
 static ZA_NOINLINE void *carve_guarded(char *base, uint32_t size, uint32_t from, uint32_t end,
 				       void *head)
 {
 	static __thread uint64_t rng;
 	if (!rng)
 		rng = (uintptr_t)&rng ^ za_slab_keys.link ^ 0x9e3779b97f4a7c15ull;
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
+	uint16_t order[ZA_PAGE_SIZE / 16];   /* a batch: a page's worth of 16-byte objects */
 	uint32_t n = end - from;
-	uint32_t start = (uint32_t)(rng % n), stride = (uint32_t)((rng >> 32) % n) | 1;
-	while (n > 1 && gcd(stride, n) != 1)
-		stride += 2;
+	for (uint32_t k = 0; k < n; k++)
+		order[k] = (uint16_t)k;
+	for (uint32_t k = n; k > 1; k--) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		uint32_t j = (uint32_t)((rng >> 16) % k);
+		uint16_t t = order[k - 1];
+		order[k - 1] = order[j];
+		order[j] = t;
+	}
 	for (uint32_t k = 0; k < n; k++) {
-		uint32_t i = from + (uint32_t)((start + (uint64_t)k * stride) % n);
-		void **obj = (void **)(base + (size_t)i * size);
+		void **obj = (void **)(base + (size_t)(from + order[k]) * size);
 		memset(obj + 1, 0xdf, size - 8);
 		obj[0] = za_link_enc(head);
 		head = obj;
