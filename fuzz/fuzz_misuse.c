@@ -54,7 +54,8 @@ static void misuse(struct fuzz_in *in, unsigned kind)
 		size_t n = small_size(in);
 		char *q = za_malloc(n);
 		size_t usable = za_malloc_usable_size(q);
-		off = 1 + fuzz_u16(in) % (usable - 1);
+		/* (guard mode's usable size is the size asked for: 1 can be) */
+		off = 1 + fuzz_u16(in) % (usable > 1 ? usable - 1 : 1);
 		za_free(q + off);
 		break;
 	}

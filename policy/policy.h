@@ -117,6 +117,10 @@ void za_policy_uncharge(size_t pages);
 void za_policy_set_decay_ms(uint64_t ms);
 uint64_t za_policy_decay_ms(void);
 /* Releases everything that can be released now; returns bytes. */
+/* What a layer above holds that an explicit trim (za_reclaim,
+ * malloc_trim) should give up first: guard mode's quarantine (shim/guard.c).
+ * Called outside every allocator lock, never from an allocation. */
+extern void (*za_policy_trim_hook)(void) ZA_HIDDEN;
 size_t za_policy_reclaim_all(void);
 /* Releases retained pages until `want` pages are released or nothing is
  * left; returns pages released. */

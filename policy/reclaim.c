@@ -111,8 +111,12 @@ size_t za_policy_drain(void)
 	return pages;
 }
 
+void (*za_policy_trim_hook)(void);
+
 size_t za_policy_reclaim_all(void)
 {
+	if (za_policy_trim_hook)
+		za_policy_trim_hook();
 	za_policy_drain();
 	size_t pages = za_reclaim_pass(0, SIZE_MAX, SIZE_MAX);
 	za_reclaim_zones();

@@ -12,6 +12,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "policy/policy.h"
 #include "shim/backend.h"
 #include "shim/shim.h"
 
@@ -142,6 +143,7 @@ static bool size_parse(const char *v, size_t *out)
 }
 
 static void guard_segv(int sig, siginfo_t *si, void *uc);
+static void quarantine_drain(void);
 static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res);
 static int check_quarantine(struct za_check_result *res);
 
@@ -162,6 +164,7 @@ static void guard_start(void)
 	za_slab_guard = true;
 	za_check_zone_hook = check_zone_slabs;
 	za_check_hook = check_quarantine;
+	za_policy_trim_hook = quarantine_drain;
 	/* Every free now leaves free's inline path (it tests the untraced
 	 * zone tag only), as while calls are traced. */
 	za_region_retag_zones(ZA_REGION_TAG_TRACED);
@@ -304,6 +307,27 @@ static void release(const struct qent *e)
 	za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true);
 	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
 	za_shim_free_run(zone, pfn, base);
+}
+
+/* za_reclaim and malloc_trim: everything in the quarantine leaves it
+ * (checked as it goes), so what the program freed can go back to the OS. */
+static void quarantine_drain(void)
+{
+	struct qent out[8];
+	unsigned n_out;
+	do {
+		za_lock(&guard_lock);
+		n_out = 0;
+		while (n_out < 8 && q_n) {
+			out[n_out++] = ring[q_head];
+			q_bytes -= ring[q_head].bytes;
+			q_head = (q_head + 1) % Q_SLOTS;
+			q_n--;
+		}
+		pthread_mutex_unlock(&guard_lock);
+		for (unsigned i = 0; i < n_out; i++)
+			release(&out[i]);
+	} while (n_out);
 }
 
 /* ---- allocation ---- */

@@ -387,6 +387,15 @@ static void behaviour(void)
 		}
 	}
 
+	/* A request too large to serve counts nothing down: the next small
+	 * allocation is still a guarded one (its canary says its size). */
+	errno = 0;
+	CHECK(malloc(opaque_size(SIZE_MAX - 100)) == NULL && errno == ENOMEM);
+	char *after = opaque_ptr(malloc(11));
+	CHECK_MSG(malloc_usable_size(after) == 11, "usable %zu after a failed huge request",
+		  malloc_usable_size(after));
+	free(after);
+
 	/* realloc keeps the bytes. */
 	char *r = NULL;
 	for (size_t n = 1, old = 0; n < 300000; old = n, n = n * 3 + 1) {
