@@ -240,22 +240,18 @@ static size_t canary_size(const void *p, size_t slot)
 
 static void release(const struct qent *e);
 
-static void quarantine(void *p, size_t size, size_t bytes, int kind)
+/* Takes the oldest entries out, eight at a time under the lock, and
+ * releases them outside it: while the quarantine is over its limit (the
+ * newest entry always stays), or all of them. */
+static void quarantine_evict(bool all)
 {
-	struct qent e = { p, size, bytes, kind };
-	if (!q_limit) {
-		release(&e);
-		return;
-	}
 	struct qent out[8];
 	unsigned n_out;
-	za_lock(&guard_lock);
-	ring[(q_head + q_n) % Q_SLOTS] = e;
-	q_n++;
-	q_bytes += bytes;
 	do {
+		za_lock(&guard_lock);
 		n_out = 0;
-		while (n_out < 8 && q_n > 1 && (q_bytes > q_limit || q_n == Q_SLOTS)) {
+		while (n_out < 8 && (all ? q_n > 0
+					 : q_n > 1 && (q_bytes > q_limit || q_n == Q_SLOTS))) {
 			out[n_out++] = ring[q_head];
 			q_bytes -= ring[q_head].bytes;
 			q_head = (q_head + 1) % Q_SLOTS;
@@ -264,10 +260,22 @@ static void quarantine(void *p, size_t size, size_t bytes, int kind)
 		pthread_mutex_unlock(&guard_lock);
 		for (unsigned i = 0; i < n_out; i++)
 			release(&out[i]);
-		if (n_out < 8)
-			return;
-		za_lock(&guard_lock);
-	} while (1);
+	} while (n_out == 8);
+}
+
+static void quarantine(void *p, size_t size, size_t bytes, int kind)
+{
+	struct qent e = { p, size, bytes, kind };
+	if (!q_limit) {
+		release(&e);
+		return;
+	}
+	za_lock(&guard_lock);
+	ring[(q_head + q_n) % Q_SLOTS] = e;
+	q_n++;
+	q_bytes += bytes;
+	pthread_mutex_unlock(&guard_lock);
+	quarantine_evict(false);
 }
 
 static void slab_release(void *p, size_t size)
@@ -313,21 +321,7 @@ static void release(const struct qent *e)
  * (checked as it goes), so what the program freed can go back to the OS. */
 static void quarantine_drain(void)
 {
-	struct qent out[8];
-	unsigned n_out;
-	do {
-		za_lock(&guard_lock);
-		n_out = 0;
-		while (n_out < 8 && q_n) {
-			out[n_out++] = ring[q_head];
-			q_bytes -= ring[q_head].bytes;
-			q_head = (q_head + 1) % Q_SLOTS;
-			q_n--;
-		}
-		pthread_mutex_unlock(&guard_lock);
-		for (unsigned i = 0; i < n_out; i++)
-			release(&out[i]);
-	} while (n_out);
+	quarantine_evict(true);
 }
 
 /* ---- allocation ---- */
