@@ -451,17 +451,18 @@ static void behaviour(void)
 
 static int warn_phase(void)
 {
-	char *a = malloc(8);
-	a[8] = 1;
+	char *a = opaque_ptr(malloc(8));
+	vp = a;
+	vp[8] = 1;
 	free(a);   /* canary */
-	char *b = malloc(100);
+	char *b = opaque_ptr(malloc(100));
 	free(b);
-	free(b);   /* double free */
-	char *c = malloc(100);
+	free(opaque_ptr(b));   /* double free */
+	char *c = opaque_ptr(malloc(100));
 	free_sized(c, 50);   /* size */
-	char *d = malloc(256 * KiB);
+	char *d = opaque_ptr(malloc(256 * KiB));
 	free(d);
-	free(d);   /* run double free */
+	free(opaque_ptr(d));   /* run double free */
 	for (int i = 0; i < 10000; i++) {
 		char *x = malloc((size_t)i % 5000 + 1);
 		memset(x, 3, (size_t)i % 5000 + 1);
