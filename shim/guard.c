@@ -402,7 +402,7 @@ static struct guard_run *run_of(struct za_page *head)
  * the pad. */
 static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 {
-	size_t pages = (room + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
+	size_t pages = ((room ? room : 1) + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 	if (pages == 0 || pages > (SIZE_MAX >> ZA_PAGE_SHIFT) - 2)
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
 	size_t total = (pages + 1) << ZA_PAGE_SHIFT;
@@ -435,10 +435,10 @@ void *za_guard_alloc(size_t size, size_t align, bool zero)
 {
 	if (za_backend_serving())
 		return za_backend_alloc(size ? size : 1, align, zero);
-	if (size == 0)
-		return zero_alloc();
 	if (align < 16)
 		align = 16;
+	if (size == 0 && align == 16)
+		return zero_alloc();   /* (its slots are 16 bytes apart: no more aligned) */
 	if (size <= ZA_SLAB_MAX - 8) {
 		unsigned cls = align <= 16 ? za_size_class(size + 8) : za_shim_aligned_class(size + 8, align);
 		if (cls < ZA_NCLASSES)
@@ -471,7 +471,7 @@ static bool block_find(const void *p, struct gblock *b, bool *start)
 		struct za_huge *h = (struct za_huge *)r;
 		if (!h->guard)
 			return false;
-		*b = (struct gblock){ .kind = Q_HUGE, .size = h->guard_size, .slot = h->region.size,
+		*b = (struct gblock){ .kind = Q_HUGE, .size = h->guard_size, .slot = h->usable,
 				      .base = (char *)h->region.base, .freed = h->guard_freed,
 				      .huge = h };
 		*start = (uintptr_t)p == h->guard_user;
@@ -640,35 +640,47 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 	quarantine(p, b.size, b.slot, b.kind);
 }
 
-size_t za_guard_usable_size(const void *p, const char *call)
+/* The size of the live allocation at p (0 for malloc(0)'s); false after a
+ * report (freed, overwritten, interior, not ours). */
+static bool live_size(const void *p, const char *call, size_t *size)
 {
-	if (!p)
-		return 0;
-	if (is_zero(p))
-		return 0;
+	*size = 0;
+	if (!p || is_zero(p))
+		return p != NULL;
 	struct za_slab *slab = za_shim_slab_of((void *)p, call);
 	if (slab) {
 		if (slab == &za_slab_sink)
-			return 0;
+			return false;
 		size_t have = slab_checked(slab, (void *)p, call);
 		if (have == SLAB_FREED)
 			za_misuse("%s(%p): the %u-byte slab object was freed", call, p,
 				  za_classes[za_slab_class(slab)].size);
 		if (have == SLAB_FREED || have == SLAB_BAD)
-			return 0;
-		return have;
+			return false;
+		*size = have;
+		return true;
 	}
 	struct gblock b;
 	bool start;
-	if (!block_find(p, &b, &start))
-		return za_shim_usable_size_plain(p, call);
+	if (!block_find(p, &b, &start)) {
+		*size = za_shim_usable_size_plain(p, call);
+		return *size != 0;
+	}
 	if (b.freed || !start) {
 		za_misuse("%s(%p): %s the %zu-byte block at %p", call, p,
 			  b.freed ? "the pointer is to a freed block:" : "interior pointer into", b.size,
 			  block_user(&b));
-		return 0;
+		return false;
 	}
-	return b.size;
+	*size = b.size;
+	return true;
+}
+
+size_t za_guard_usable_size(const void *p, const char *call)
+{
+	size_t size;
+	live_size(p, call, &size);
+	return size;
 }
 
 /* realloc in place when the size fits the slot (slab) or the room
@@ -684,12 +696,12 @@ void *za_guard_realloc(void *p, size_t size)
 		za_guard_free(p, 0, 0, false, "realloc");
 		return NULL;
 	}
-	size_t have = za_guard_usable_size(p, "realloc");
-	if (!have && !is_zero(p)) {
+	size_t have;
+	if (!live_size(p, "realloc", &have)) {
 		errno = EINVAL;
 		return NULL;   /* misuse, reported (warn) */
 	}
-	struct za_slab *slab = have ? za_shim_slab_of(p, "realloc") : NULL;
+	struct za_slab *slab = is_zero(p) ? NULL : za_shim_slab_of(p, "realloc");
 	struct gblock b;
 	bool start;
 	if (slab) {
@@ -699,7 +711,7 @@ void *za_guard_realloc(void *p, size_t size)
 			*(uintptr_t *)(void *)((char *)p + slot - 8) = canary_of(p, size);
 			return p;
 		}
-	} else if (have && block_find(p, &b, &start)) {
+	} else if (!is_zero(p) && block_find(p, &b, &start)) {
 		char *end = b.base + b.slot - ZA_PAGE_SIZE;
 		if (size <= (size_t)(end - (char *)p)) {
 			memset((char *)p + size, PAD, (size_t)(end - (char *)p) - size);
@@ -740,7 +752,7 @@ static void segv_say(uintptr_t a, bool write)
 			struct za_huge *h = (struct za_huge *)r;
 			if (h->guard) {
 				b = (struct gblock){ .kind = Q_HUGE, .size = h->guard_size,
-						     .slot = h->region.size,
+						     .slot = h->usable,
 						     .base = (char *)h->region.base,
 						     .freed = h->guard_freed, .huge = h };
 				found = true;

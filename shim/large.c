@@ -22,8 +22,8 @@ void *za_shim_nomem(za_status status)
 	 * from ZA_PROF_ASK, without asking; such a request always ends here,
 	 * and traces and guard mode, which need every allocation to ask, put
 	 * the countdown back. */
-	if (unlikely(za_trace_on || za_guard_state == ZA_GUARD_ON))
-		za_tls.prof_left = ZA_PROF_ASK;
+	if (unlikely(za_trace_on || za_guard_state != ZA_GUARD_OFF))
+		za_tls.prof_left = ZA_PROF_ASK;   /* (UNKNOWN: the next one decides) */
 	if (status != ZA_OK)
 		za_tls_status = za_policy_outcome(status, NULL);
 	errno = ENOMEM;

@@ -372,7 +372,7 @@ static void behaviour(void)
 	free(m);
 
 	/* Sizes are exact; alignments hold at every size. */
-	size_t sizes[] = { 1, 15, 16, 17, 100, 4000, 32760, 32768, 100000, 5 * MiB };
+	size_t sizes[] = { 0, 1, 15, 16, 17, 100, 4000, 32760, 32768, 100000, 5 * MiB };
 	for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		char *q = opaque_ptr(malloc(sizes[i]));
 		CHECK(q && ((uintptr_t)q & 15) == 0);
