@@ -152,7 +152,6 @@ __attribute__((destructor)) static void za_dtor(void)
 		if (za_buddy_check(&res))
 			za_fatal("heap check at exit: zone %d pfn %lu order %d: %s", res.zone,
 				 (unsigned long)res.pfn, res.order, res.what);
-
 	}
 }
 

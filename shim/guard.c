@@ -6,7 +6,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <ucontext.h>
@@ -38,7 +37,6 @@ static uintptr_t canary_key;
 static struct qent *ring;
 static unsigned q_head, q_n;
 static size_t q_bytes, q_limit = (size_t)4 << 20;
-static _Atomic unsigned long long checked;
 
 /* malloc(0): 16-byte slots of a no-access reservation, handed out in turn
  * (so a freed one comes back only after the others), a bit each. */
@@ -575,7 +573,6 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 	if (slab) {
 		if (unlikely(slab == &za_slab_sink))
 			return;
-		atomic_fetch_add_explicit(&checked, 1, memory_order_relaxed);
 		size_t have = slab_checked(slab, p, call);
 		if (have == SLAB_FREED) {
 			uintptr_t *w = p;
@@ -611,7 +608,6 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 		za_shim_free_slow(p, call);   /* names it: double free, not ours, ... */
 		return;
 	}
-	atomic_fetch_add_explicit(&checked, 1, memory_order_relaxed);
 	if (b.freed) {
 		za_misuse("%s(%p): double free of the %zu-byte block at %p (it is in the quarantine)",
 			  call, p, b.size, block_user(&b));
@@ -892,15 +888,6 @@ static int check_quarantine(struct za_check_result *res)
 	}
 	pthread_mutex_unlock(&guard_lock);
 	return rc;
-}
-
-void za_guard_stats(struct za_guard_stats *st)
-{
-	st->on = za_guard_state == ZA_GUARD_ON;
-	st->quarantine_bytes = q_bytes;
-	st->quarantine_limit = q_limit;
-	st->quarantined = q_n;
-	st->checked = atomic_load(&checked);
 }
 
 void za_guard_lock(void)

@@ -64,11 +64,4 @@ void za_guard_lock(void);
 void za_guard_unlock(void);
 void za_guard_reset_child(void);
 
-struct za_guard_stats {
-	bool on;
-	size_t quarantine_bytes, quarantine_limit, quarantined;
-	unsigned long long checked;   /* frees whose canary and pattern were checked */
-};
-void za_guard_stats(struct za_guard_stats *st);
-
 #endif
