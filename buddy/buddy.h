@@ -407,6 +407,9 @@ void za_buddy_free_slab(void *block);
 size_t za_buddy_free_pages_total(void);
 /* True when a block just taken reads as zero (it was wholly released). */
 bool za_buddy_block_fresh(const void *block);
+/* Makes `bytes` at the start of a block just taken, not fresh, read as
+ * zero (memset, or madvise when it is mostly out of memory). */
+void za_buddy_block_clear(void *block, size_t bytes);
 
 /* ---- committed memory and reclaim (buddy/reclaim.c) ---- */
 

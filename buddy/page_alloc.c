@@ -846,6 +846,30 @@ void __za_putback_released(struct za_zone *zone, uint32_t pfn, unsigned order)
 	__za_free_one(zone, pfn, order, 1u << order);
 }
 
+/*
+ * A block that is not fresh may still be mostly out of memory: released
+ * by reclaim since, or never touched (the heap counts a block's pages
+ * resident once handed out, whatever the program then used). Writing
+ * zeros faults every such page in: ZA_F_ZERO on a 4 MiB block the fuzz
+ * harness had touched on 6 pages took 1,000 faults, most of an input's
+ * time, and left all 4 MiB resident. From 1 MiB up, when fewer than half
+ * its pages are in memory, one madvise clears the block instead
+ * (MADV_DONTNEED reads back zero) and the pages come back as the program
+ * touches them; a block mostly in memory is written, as before. Asking
+ * (mincore, 256 pages a call) costs 2.3 us against the 10 us of clearing
+ * 1 MiB in memory, 3.5 against 42 for 4 MiB (this project's 2-core VM).
+ */
+#define CLEAR_ASK_MIN ((size_t)1 << 20)
+
+void za_buddy_block_clear(void *block, size_t bytes)
+{
+	size_t half = (bytes >> ZA_PAGE_SHIFT) / 2;
+	if (bytes >= CLEAR_ASK_MIN && za_os_resident_pages(block, bytes, half) < half &&
+	    za_os_decommit(block, bytes) == 0)
+		return;
+	memset(block, 0, bytes);
+}
+
 bool za_buddy_block_fresh(const void *block)
 {
 	struct za_zone *zone = za_zone_of(block);

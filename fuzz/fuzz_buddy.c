@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buddy/buddy.h"
+#include "policy/policy.h"
 #include "fuzz/harness.h"
 
 const char *const fuzz_name = "fuzz_buddy";
@@ -113,16 +114,25 @@ void fuzz_one(const uint8_t *data, size_t size)
 	struct fuzz_in in = { data, data + size };
 	int ops = 0;
 
+	fuzz_budget_reset();
+
 	while (fuzz_more(&in) && ops++ < 200) {
 		uint8_t op = fuzz_u8(&in);
 		za_status st = ZA_OK;
 		switch (op % 9) {
 		case 0:
 		case 1: { /* allocate a block */
-			unsigned order = pick_order(fuzz_u8(&in));
+			uint8_t ob = fuzz_u8(&in);
+			unsigned order = pick_order(ob);
 			za_flags flags = pick_flags(fuzz_u8(&in));
 			if (nlive == MAX_LIVE)
 				break;
+			/* A cleared block may be cleared in full; a filled one is
+			 * touched on its sampled pages. */
+			if (order < ZA_MAX_ORDER &&
+			    !fuzz_afford(flags & ZA_F_ZERO ? ZA_PAGE_SIZE << order
+							   : fuzz_fill_cost(ZA_PAGE_SIZE << order)))
+				order = ob % 4;
 			uint8_t *p = za_alloc_pages(order, flags, &st);
 			/* Contradictory flags are refused before anything else. */
 			if (flags == (ZA_F_ATOMIC | ZA_F_NOFAIL))
@@ -147,9 +157,12 @@ void fuzz_one(const uint8_t *data, size_t size)
 				shadow_free(fuzz_u8(&in) % nlive);
 			break;
 		case 4: { /* exact run */
-			size_t n = pick_pages(fuzz_u16(&in), 1100);
+			uint16_t v = fuzz_u16(&in);
+			size_t n = pick_pages(v, 1100);
 			if (nlive == MAX_LIVE)
 				break;
+			if (n <= ZA_MAX_BLOCK_PAGES && !fuzz_afford(fuzz_fill_cost(n * ZA_PAGE_SIZE)))
+				n = v % 32;
 			uint8_t *p = za_alloc_pages_exact(n, 0, &st);
 			if (n == 0)
 				FUZZ_ASSERT(!p && st == ZA_EINVAL, "0 pages: %s", za_status_str(st));
@@ -164,9 +177,12 @@ void fuzz_one(const uint8_t *data, size_t size)
 			if (!nlive)
 				break;
 			int i = fuzz_u8(&in) % nlive;
-			uint32_t n = 1 + (uint32_t)pick_pages(fuzz_u16(&in), ZA_MAX_BLOCK_PAGES);
+			uint16_t v = fuzz_u16(&in);
+			uint32_t n = 1 + (uint32_t)pick_pages(v, ZA_MAX_BLOCK_PAGES);
 			if (live[i].order >= 0)
 				break;
+			if (!fuzz_afford(fuzz_fill_cost((size_t)n * ZA_PAGE_SIZE)))
+				n = 1 + v % 32;
 			FUZZ_ASSERT(fuzz_verify(live[i].p, live[i].pages * ZA_PAGE_SIZE, live[i].tag),
 				    "run %p lost its contents", (void *)live[i].p);
 			uint8_t *p = live[i].p;
@@ -176,9 +192,20 @@ void fuzz_one(const uint8_t *data, size_t size)
 			}
 			break;
 		}
-		case 6:
-			za_reclaim();
+		case 6: {
+			/* Released pages fault when next touched (the most
+			 * of this harness's time): the full reclaim (every
+			 * free page, spare zones unmapped) on a thirty-second
+			 * of the values, the direct reclaim a limit runs (up
+			 * to 256 pages, largest blocks first) on a quarter,
+			 * nothing on the rest. */
+			uint8_t b = fuzz_u8(&in);
+			if ((b & 31) == 0)
+				za_reclaim();
+			else if ((b & 3) == 1)
+				za_policy_direct_reclaim(1 + (b >> 3) * 8u);
 			break;
+		}
 		case 7:
 			za_drain_caches();
 			break;
@@ -195,6 +222,6 @@ void fuzz_one(const uint8_t *data, size_t size)
 		shadow_free(nlive - 1);
 	za_set_limit(0);
 	za_drain_caches();
-	FUZZ_CHECK_HEAP();
+	FUZZ_CHECK_END();
 	assert_coalesced();
 }

@@ -159,5 +159,5 @@ void fuzz_one(const uint8_t *data, size_t size)
 		run_one(&child_in, kind);
 		in.p += in.end - in.p < 6 ? in.end - in.p : 6;   /* each op reads up to 6 bytes */
 	}
-	FUZZ_CHECK_HEAP();
+	FUZZ_CHECK_END();
 }

@@ -307,7 +307,7 @@ void fuzz_one(const uint8_t *data, size_t size)
 	oom_mode = compact_mode = 0;
 	za_set_limit(0);
 	za_reclaim();
-	FUZZ_CHECK_HEAP();
+	FUZZ_CHECK_END();
 	size_t now = committed();
 	FUZZ_ASSERT(now == committed_at_start, "committed %zu bytes, started at %zu: a leak", now,
 		    committed_at_start);

@@ -67,20 +67,76 @@ static inline uint32_t fuzz_u32(struct fuzz_in *in)
 	} while (0)
 
 /*
- * The checker walks every zone's page map and free lists: after every
- * operation it took a third of a harness's time. It runs after every
- * FUZZ_CHECK_EVERY-th operation and at the end of each input, when the
- * heap must be back where it started; a broken invariant is still caught
- * within the input that broke it, so a crash replays alone.
+ * The checker walks every zone's page map and free lists, 16,384 entries
+ * a zone: after every operation it took a third of a harness's time, and
+ * under AFL++, even every 16 operations and at every input's end, a fifth
+ * of the target's. So it runs:
+ *  - replaying (make check, a crash being minimized or read): after every
+ *    FUZZ_CHECK_EVERY-th operation and at the end of every input;
+ *  - under AFL++: after every 64th operation and at the end of every
+ *    FUZZ_CHECK_INPUTS-th input. Each input leaves the heap where it found
+ *    it (the buddy harness proves it cheaply at every end, its zones wholly
+ *    coalesced), so a corruption that survives an input is still caught
+ *    within a few inputs, and the replay of the saved input, which checks
+ *    everything, says where.
  */
 #ifndef FUZZ_CHECK_EVERY
+#ifdef ZA_FUZZ_AFL
+#define FUZZ_CHECK_EVERY 64
+#else
 #define FUZZ_CHECK_EVERY 16
+#endif
+#endif
+#ifndef FUZZ_CHECK_INPUTS
+#ifdef ZA_FUZZ_AFL
+#define FUZZ_CHECK_INPUTS 8
+#else
+#define FUZZ_CHECK_INPUTS 1
+#endif
 #endif
 #define FUZZ_CHECK_SOME(ops)                                                   \
 	do {                                                                   \
 		if ((ops) % FUZZ_CHECK_EVERY == 0)                             \
 			FUZZ_CHECK_HEAP();                                     \
 	} while (0)
+
+/* At the end of an input. */
+#define FUZZ_CHECK_END()                                                       \
+	do {                                                                   \
+		static unsigned inputs_;                                       \
+		if (++inputs_ % FUZZ_CHECK_INPUTS == 0)                        \
+			FUZZ_CHECK_HEAP();                                     \
+	} while (0)
+
+/*
+ * What an input may make the library touch. Clearing (ZA_F_ZERO, calloc)
+ * and copying (realloc) go over every page of a block, and each page of
+ * released or never used memory is a page fault (about 10 us on this
+ * project's VMs): a few inputs with many megabyte blocks took most of a
+ * campaign's time (replaying a queue: median 0.3-0.6 ms per input, mean
+ * 1.4-1.6 ms, the slowest 28 ms). Each input gets FUZZ_TOUCH_BUDGET bytes;
+ * a large size it cannot afford becomes a small one, chosen from the same
+ * bytes, so every input still decodes to one run and the large paths stay
+ * a mutation away.
+ */
+#ifndef FUZZ_TOUCH_BUDGET
+#define FUZZ_TOUCH_BUDGET ((size_t)2 << 20)
+#endif
+static size_t fuzz_touch_left;
+
+static inline void fuzz_budget_reset(void)
+{
+	fuzz_touch_left = FUZZ_TOUCH_BUDGET;
+}
+
+/* Whether `bytes` of touching fit what is left; if so they are spent. */
+static inline int fuzz_afford(size_t bytes)
+{
+	if (bytes > fuzz_touch_left)
+		return 0;
+	fuzz_touch_left -= bytes;
+	return 1;
+}
 
 /* Fill patterns: every byte of an allocation is a function of its tag and
  * offset, so any overlap or stray write is seen at the next verify. */
@@ -91,27 +147,38 @@ static inline uint8_t fuzz_pattern(uint32_t tag, size_t off)
 
 /*
  * Large allocations carry the pattern at both ends (64 bytes each) and at
- * the start of up to FUZZ_PAGES_SAMPLED of their pages, spread evenly and
- * shifted by the tag so that successive inputs sample different pages.
- * Every page written is a page fault on fresh memory: writing each 4 KiB
- * page of multi-MiB blocks made those faults 70% of fuzz_buddy's time.
+ * the start of up to FUZZ_PAGES_SAMPLED of their pages, spread evenly, at
+ * the same places in every block of a size. Every page written is a page
+ * fault on memory not yet used or given back: writing each 4 KiB page of
+ * multi-MiB blocks made those faults 70% of fuzz_buddy's time, and under
+ * AFL++ samples that moved with the allocation's tag still made them two
+ * thirds of it, each new place a page never touched before. The library
+ * writes a large block whole (clearing, copying) or not at all, so fixed
+ * places see a misplaced write as surely.
  */
-#define FUZZ_PAGES_SAMPLED 8
+#define FUZZ_PAGES_SAMPLED 4
 
 /* The i-th sampled page offset of a `len`-byte block (len > 256). */
 static inline size_t fuzz_sample_off(size_t len, uint32_t tag, unsigned i)
 {
+	(void)tag;
 	size_t pages = len / 4096;
 	if (pages <= FUZZ_PAGES_SAMPLED)
 		return (size_t)i * 4096;
 	size_t stride = pages / FUZZ_PAGES_SAMPLED;
-	return ((size_t)i * stride + tag % stride) * 4096;
+	return ((size_t)i * stride + stride / 2) * 4096;
 }
 
 static inline unsigned fuzz_samples(size_t len)
 {
 	size_t pages = (len + 4095) / 4096;
 	return pages < FUZZ_PAGES_SAMPLED ? (unsigned)pages : FUZZ_PAGES_SAMPLED;
+}
+
+/* The bytes fuzz_fill touches in a `len`-byte block, in whole pages. */
+static inline size_t fuzz_fill_cost(size_t len)
+{
+	return len <= 256 ? len : (size_t)(fuzz_samples(len) + 2) * 4096;
 }
 
 static inline void fuzz_fill(uint8_t *p, size_t len, uint32_t tag)

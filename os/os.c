@@ -148,6 +148,24 @@ int za_os_decommit(void *addr, size_t size)
 	return err;
 }
 
+size_t za_os_resident_pages(const void *addr, size_t size, size_t enough)
+{
+	unsigned char vec[256];
+	size_t pages = size >> ZA_PAGE_SHIFT, seen = 0;
+	int saved = errno;
+	for (size_t i = 0; i < pages && seen <= enough; i += sizeof vec) {
+		size_t n = pages - i < sizeof vec ? pages - i : sizeof vec;
+		if (mincore((char *)addr + (i << ZA_PAGE_SHIFT), n << ZA_PAGE_SHIFT, vec)) {
+			seen = SIZE_MAX;
+			break;
+		}
+		for (size_t j = 0; j < n; j++)
+			seen += vec[j] & 1;
+	}
+	errno = saved;
+	return seen;
+}
+
 int za_os_lazy_free(void *addr, size_t size)
 {
 	int saved = errno;

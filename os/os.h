@@ -46,6 +46,9 @@ int za_os_decommit(void *addr, size_t size);
 /* Lets the kernel take the pages when it needs them (MADV_FREE); until
  * then they keep their contents. */
 int za_os_lazy_free(void *addr, size_t size);
+/* How many of the pages of [addr, addr + size) are in memory, counted
+ * until more than `enough` are seen; SIZE_MAX if the kernel cannot say. */
+size_t za_os_resident_pages(const void *addr, size_t size, size_t enough);
 
 /* Transparent huge pages (thp.c): ZONEALLOC_THP's mode, the advice for a
  * new zone (`zone`) or huge mapping, and AnonHugePages of the process in

@@ -263,7 +263,7 @@ void *za_policy_alloc_pages(unsigned int order, za_flags flags, za_status *statu
 
 	void *p = za_policy_alloc_block(order, run_kind(&policy), &policy, &st);
 	if (p && policy.zero && !za_buddy_block_fresh(p))
-		memset(p, 0, ZA_PAGE_SIZE << order);
+		za_buddy_block_clear(p, ZA_PAGE_SIZE << order);
 	if (status)
 		*status = st;
 	return p;
@@ -290,7 +290,7 @@ void *za_policy_alloc_pages_exact(size_t npages, za_flags flags, za_status *stat
 	bool fresh;
 	void *p = za_policy_alloc_run((uint32_t)npages, 0, &policy, &st, &fresh);
 	if (p && policy.zero && !fresh)
-		memset(p, 0, npages * ZA_PAGE_SIZE);
+		za_buddy_block_clear(p, npages * ZA_PAGE_SIZE);
 	if (status)
 		*status = st;
 	return p;

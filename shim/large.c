@@ -68,7 +68,7 @@ void *za_shim_malloc_large(size_t size, size_t align, bool zero)
 	if (unlikely(!p))
 		return malloc_large_failed(npages, align_order, zero);
 	if (zero && !fresh)   /* released pages read as zero already */
-		memset(p, 0, npages << ZA_PAGE_SHIFT);
+		za_buddy_block_clear(p, npages << ZA_PAGE_SHIFT);
 	return p;
 }
 

@@ -282,6 +282,42 @@ static void zero_cases(bool dontneed)
 			CHECK_MSG(grew < sizes[i] / 2, "calloc(%zu) faulted in %zu KiB", sizes[i],
 				  grew / KiB);
 	}
+	/* Handed out, written on three pages, freed, never released: the
+	 * heap counts the block resident, the kernel holds three of its
+	 * pages (after a reclaim with MADV_DONTNEED). Clearing it for the next taker must not fault in the rest
+	 * (za_buddy_block_clear), through calloc or ZA_F_ZERO. */
+	for (int k = 0; k < 2; k++) {
+		const size_t size = 4 * MiB;
+		za_status st;
+		za_reclaim();   /* what came before leaves its blocks in memory */
+		unsigned char *p = k ? za_malloc(size) : za_alloc_pages(10, ZA_F_NONE, &st);
+		CHECK(p != NULL);
+		if (!p)
+			continue;
+		p[0] = p[size / 2] = p[size - 1] = 0xa5;
+		if (k)
+			za_free(p);
+		else
+			za_free_pages(p, 10);
+		unsigned char *q = k ? za_calloc(1, size) : za_alloc_pages(10, ZA_F_ZERO, &st);
+		/* The same block again, or the case proves nothing. */
+		CHECK_MSG(q == p, "%s took another block", k ? "calloc" : "ZA_F_ZERO");
+		if (!q)
+			continue;
+		size_t grew = resident_in(q, size);
+		/* (MADV_FREE leaves released pages in memory until the
+		 * kernel wants them: those are cleared by writing.) */
+		if (dontneed)
+			CHECK_MSG(grew < size / 2,
+				  "%s of a block with 3 pages in memory faulted in %zu KiB",
+				  k ? "calloc" : "ZA_F_ZERO", grew / KiB);
+		CHECK_MSG(pt_all_zero(q, size), "cleared block not zero");
+		if (k)
+			za_free(q);
+		else
+			za_free_pages(q, 10);
+	}
+
 	/* Not released (no trim): calloc must clear what it reuses. */
 	calloc_after_release(2 * MiB, false);
 	calloc_after_release(20 * KiB, false);
