@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the malloc-family tests: a seeded generator, byte
  * patterns, the pages the heap holds, and a runner for death tests (a
- * forked child that must die of SIGABRT with one exact message).
+ * forked child that must die of a signal with one exact message).
  *
  * The tests come in two builds: with TEST_NAMES they call the exported
  * glibc names (linked against libzonealloc.so, which replaces malloc for
@@ -112,6 +112,61 @@ static inline bool line_matches(const char *line, const char *pat)
 		pat++;
 	}
 	return *line == '\0';
+}
+
+/*
+ * Runs fn in a forked child whose stderr is captured. The child must die
+ * of `sig` after writing, as its first line, what fn put in `expect`
+ * (shared memory). Prints the line; returns what the child wrote after
+ * it (a backtrace), valid until the next run.
+ */
+static inline const char *run_death_sig(const char *name, void (*fn)(void), int sig,
+					char *expect)
+{
+	int pfd[2];
+	if (pipe(pfd)) {
+		CHECK(!"pipe");
+		return "";
+	}
+	memset(expect, 0, DEATH_EXPECT_MAX);
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		dup2(pfd[1], 2);
+		close(pfd[1]);
+		alarm(30);
+		fn();
+		_exit(0);   /* survived the misuse: the parent reports it */
+	}
+	close(pfd[1]);
+	static char out[64 * 1024];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = '\0';
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == sig,
+		  "%s: child %s %d (wanted signal %d), stderr: %s", name,
+		  WIFSIGNALED(status) ? "died of signal" : "exited with",
+		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), sig, out);
+	CHECK_MSG(expect[0] && line_matches(out, expect), "%s:\n  got    \"%s\"\n  wanted \"%s\"",
+		  name, out, expect);
+	printf("  %-28s %s\n", name, out);
+	return nl ? nl + 1 : "";
 }
 
 #endif

@@ -30,48 +30,7 @@ static char *expect;
 
 static void run_death(const char *name, void (*fn)(void), int sig)
 {
-	int pfd[2];
-	if (pipe(pfd)) {
-		CHECK(!"pipe");
-		return;
-	}
-	memset(expect, 0, DEATH_EXPECT_MAX);
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(pfd[0]);
-		dup2(pfd[1], 2);
-		close(pfd[1]);
-		alarm(30);
-		fn();
-		_exit(0);
-	}
-	close(pfd[1]);
-	static char out[64 * 1024];
-	size_t len = 0;
-	ssize_t n;
-	while (len < sizeof out - 1 && (n = read(pfd[0], out + len, sizeof out - 1 - len)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		len += (size_t)n;
-	}
-	out[len] = '\0';
-	close(pfd[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
-	char *nl = strchr(out, '\n');
-	if (nl)
-		*nl = '\0';
-	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == sig, "%s: child %s %d (wanted signal %d), stderr: %s",
-		  name, WIFSIGNALED(status) ? "died of signal" : "exited with",
-		  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), sig, out);
-	CHECK_MSG(expect[0] && line_matches(out, expect), "%s:\n  got    \"%s\"\n  wanted \"%s\"",
-		  name, out, expect);
-	printf("  %-26s %s\n", name, out);
+	run_death_sig(name, fn, sig, expect);
 }
 
 static volatile char *vp;
