@@ -16,10 +16,9 @@
 /*
  * The heap's decay gives back memory freed more than a second ago, by the
  * clock: it would make what an input does depend on when it ran (a crash
- * that does not replay from its input), and at thousands of inputs a
- * second it released most of a zone every half second, each page a fault
- * when next used. The harnesses release memory by their own operations
- * (reclaim, trim, limits), so their heap does not decay.
+ * that does not replay from its input). The harnesses release memory by
+ * their own operations (reclaim, trim, limits), so their heap does not
+ * decay.
  */
 static void fuzz_setup(void)
 {
