@@ -393,11 +393,22 @@ static struct guard_run *run_of(struct za_page *head)
 	return (struct guard_run *)(void *)head->private;
 }
 
+/* Where a block's no-access tail starts: the page after its last byte.
+ * The room past that page (realloc's headroom) is no-access with the
+ * guard page, so an overflow there faults at once, and neither a pad
+ * memset nor the check at free touches it: only the bytes from the
+ * block's end to that page hold the pad. */
+static char *block_tail(const char *p, size_t size, const char *end)
+{
+	uintptr_t t = ((uintptr_t)p + size + ZA_PAGE_SIZE - 1) & ~(uintptr_t)(ZA_PAGE_SIZE - 1);
+	return t < (uintptr_t)end ? (char *)t : (char *)end;
+}
+
 /* A block above the slab tier: whole pages and one no-access page after
  * them; the block's room (its size, or more where realloc grows it) ends
  * against it (on the 16-byte or larger alignment asked for); the bytes
- * before it in its first page, and those of the room past the size, hold
- * the pad. */
+ * before it in its first page, and those past the size up to the next
+ * page, hold the pad; the room's pages past that are no-access too. */
 static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 {
 	size_t pages = ((room ? room : 1) + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
@@ -423,9 +434,10 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 	} else {
 		return base;   /* a backend's: no guard */
 	}
-	za_os_protect(end, ZA_PAGE_SIZE, false);
+	char *tail = block_tail(p, size, end);
+	za_os_protect(tail, (size_t)(end - tail) + ZA_PAGE_SIZE, false);
 	memset(base, PAD, (size_t)(p - base));
-	memset(p + size, PAD, (size_t)(end - p) - size);
+	memset(p + size, PAD, (size_t)(tail - p) - size);
 	return p;
 }
 
@@ -507,7 +519,7 @@ static bool block_pads(const struct gblock *b, const char *call)
 			  (unsigned char)b->base[at], PAD, (size_t)(p - b->base) - at);
 		return false;
 	}
-	size_t tail = (size_t)(end - p) - b->size;
+	size_t tail = (size_t)(block_tail(p, b->size, end) - p) - b->size;
 	at = pattern_find(p + b->size, tail, PAD);
 	if (unlikely(at < tail)) {
 		za_misuse("%s(%p): heap overflow: the %zu-byte block at %p was written past its end, "
@@ -710,12 +722,18 @@ void *za_guard_realloc(void *p, size_t size)
 	} else if (!is_zero(p) && block_find(p, &b, &start)) {
 		char *end = b.base + b.slot - ZA_PAGE_SIZE;
 		if (size <= (size_t)(end - (char *)p)) {
-			memset((char *)p + size, PAD, (size_t)(end - (char *)p) - size);
-			if (b.kind == Q_HUGE)
-				b.huge->guard_size = size;
-			else
-				run_of(b.head)->size = size;
-			return p;
+			char *was = block_tail(p, b.size, end), *tail = block_tail(p, size, end);
+			/* (If the pages cannot be opened, it moves.) */
+			if (tail <= was || za_os_protect(was, (size_t)(tail - was), true) == 0) {
+				if (tail < was)
+					za_os_protect(tail, (size_t)(was - tail), false);
+				memset((char *)p + size, PAD, (size_t)(tail - (char *)p) - size);
+				if (b.kind == Q_HUGE)
+					b.huge->guard_size = size;
+				else
+					run_of(b.head)->size = size;
+				return p;
+			}
 		}
 	}
 	size_t room = size;

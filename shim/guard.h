@@ -21,7 +21,9 @@
  *  - slabs thread their objects in a random order (slab.c);
  *  - realloc moves when the block outgrows its slot or room (the old
  *    block then waits in the quarantine: a stale pointer to it is a use
- *    after free); a growing block gets room to grow, as glibc's would.
+ *    after free); a growing block gets room to grow, as glibc's would,
+ *    its pages past the block's last one no-access until it grows into
+ *    them.
  *
  * The default mode pays nothing: the mode is found at the first
  * allocation, and then every allocation reaches it through the heap

@@ -154,6 +154,32 @@ static void run_overflow_pad(void)
 	free(p);
 }
 
+/* realloc's headroom: a block grown by realloc gets room for half as much
+ * again, and the room's pages past the block's last one are no-access:
+ * a write there faults at once. */
+static void realloc_headroom(void)
+{
+	char *p = opaque_ptr(malloc(40000));
+	p = opaque_ptr(realloc(p, 100000));
+	EXPECT("zonealloc: heap overflow: a write at %p, offset 106496 of the 100000-byte block at "
+	       "%p (past its end, in its guard page)", p + 106496, p);
+	vp = p;
+	vp[106496] = 1;
+}
+
+/* A block shrunk in place: the pages it gave up are no-access. */
+static void realloc_shrunk(void)
+{
+	char *p = opaque_ptr(malloc(200000));
+	char *q = opaque_ptr(realloc(p, 50000));
+	if (q != p)
+		return;
+	EXPECT("zonealloc: heap overflow: a write at %p, offset 57344 of the 50000-byte block at "
+	       "%p (past its end, in its guard page)", p + 57344, p);
+	vp = p;
+	vp[57344] = 1;
+}
+
 static void run_underflow(void)
 {
 	char *p = opaque_ptr(malloc(100000));
@@ -368,6 +394,19 @@ static void behaviour(void)
 	}
 	free(r);
 
+	/* realloc within a block's room stays in place and opens the pages
+	 * it grows into; shrinking and growing again too. */
+	r = opaque_ptr(malloc(40000));
+	r = opaque_ptr(realloc(r, 100000));
+	char *same = opaque_ptr(realloc(r, 140000));
+	CHECK_MSG(same == r, "realloc to 140000 within the room moved (%p -> %p)", (void *)r,
+		  (void *)same);
+	same = opaque_ptr(realloc(same, 20000));
+	same = opaque_ptr(realloc(same, 145000));
+	CHECK_MSG(same == r, "realloc down and up again within the room moved");
+	memset(same, 7, 145000);
+	free(same);
+
 	/* Slots come in a random order: of 64 objects of a class nothing
 	 * else uses, about half come at a higher address than the one before,
 	 * not all (address order) or none (its reverse). */
@@ -460,6 +499,8 @@ int main(int argc, char **argv)
 	run_death("aligned slab pad", aligned_overflow, SIGABRT);
 	run_death("run guard page", run_overflow_guard, SIGSEGV);
 	run_death("run pad", run_overflow_pad, SIGABRT);
+	run_death("realloc headroom", realloc_headroom, SIGSEGV);
+	run_death("realloc shrunk", realloc_shrunk, SIGSEGV);
 	run_death("run underflow", run_underflow, SIGABRT);
 	run_death("huge guard page read", huge_overflow_read, SIGSEGV);
 	printf("zero-size allocations:\n");
