@@ -129,6 +129,12 @@ again:
 		if ((p = za_buddy_alloc_fallback(order, kind, za_policy_budget(policy))))
 			return p;
 
+		if (za_policy_quarantine_give(policy)) {
+			progress = true;
+			if ((p = try_alloc(order, kind, policy)))
+				return p;
+		}
+
 		/* The program's caches, for what the heap's own pages did not
 		 * cover (kernel: shrink_slab in direct reclaim). */
 		if (policy->may_reclaim) {

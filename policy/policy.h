@@ -116,11 +116,17 @@ void za_policy_uncharge(size_t pages);
 /* ---- reclaim (policy/reclaim.c) ---- */
 void za_policy_set_decay_ms(uint64_t ms);
 uint64_t za_policy_decay_ms(void);
+/* Guard mode's quarantine (shim/guard.c): freed memory held back, which
+ * an explicit trim (za_reclaim, malloc_trim) and an allocation under
+ * pressure (the slow path, before it asks the program's caches or fails)
+ * make it give up; returns the bytes it let go. Called with no allocator
+ * lock held. */
+extern size_t (*za_policy_quarantine_hook)(void) ZA_HIDDEN;
+/* Under pressure (the slow path, a limit's charge), before the program's
+ * caches are asked: the quarantine's memory back to the buddy core, when
+ * the policy may drain. True if there was any. */
+bool za_policy_quarantine_give(const struct za_policy *policy);
 /* Releases everything that can be released now; returns bytes. */
-/* What a layer above holds that an explicit trim (za_reclaim,
- * malloc_trim) should give up first: guard mode's quarantine (shim/guard.c).
- * Called outside every allocator lock, never from an allocation. */
-extern void (*za_policy_trim_hook)(void) ZA_HIDDEN;
 size_t za_policy_reclaim_all(void);
 /* Releases retained pages until `want` pages are released or nothing is
  * left; returns pages released. */

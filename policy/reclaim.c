@@ -111,12 +111,20 @@ size_t za_policy_drain(void)
 	return pages;
 }
 
-void (*za_policy_trim_hook)(void);
+size_t (*za_policy_quarantine_hook)(void);
+
+bool za_policy_quarantine_give(const struct za_policy *policy)
+{
+	if (!policy->may_drain || !za_policy_quarantine_hook || !za_policy_quarantine_hook())
+		return false;
+	za_policy_drain();
+	return true;
+}
 
 size_t za_policy_reclaim_all(void)
 {
-	if (za_policy_trim_hook)
-		za_policy_trim_hook();
+	if (za_policy_quarantine_hook)
+		za_policy_quarantine_hook();
 	za_policy_drain();
 	size_t pages = za_reclaim_pass(0, SIZE_MAX, SIZE_MAX);
 	za_reclaim_zones();

@@ -72,6 +72,10 @@ za_status za_policy_charge(size_t pages, const struct za_policy *policy)
 			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
 			budget = za_policy_budget(policy);
 		}
+		if (budget < pages && za_policy_quarantine_give(policy)) {
+			za_policy_direct_reclaim(za_policy_shortfall(policy, pages));
+			budget = za_policy_budget(policy);
+		}
 		/* Then the program's caches and its OOM handler (shrink.c):
 		 * what they free is given back before the budget is read. */
 		if (budget < pages && policy->may_reclaim &&

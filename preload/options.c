@@ -114,6 +114,11 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 				"a size (K, M, G suffixes); 0 for none",
 				"guard mode: how many bytes of freed memory wait, no reuse, before "
 				"they are reused (oldest first)", .zero_ok = true },
+	[ZA_OPT_GUARD_PAGES] = { "GUARD_PAGES", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
+				 "guard mode with every allocation, small ones too, on pages of "
+				 "its own against a no-access page (like AFL++'s libdislocator), so "
+				 "a read past a small object's end faults too; two pages and three "
+				 "mprotect calls per allocation" },
 };
 
 

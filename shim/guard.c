@@ -33,6 +33,7 @@ struct qent {
 #define Q_SLOTS 65536u
 
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool all_pages;   /* ZONEALLOC_GUARD_PAGES: small objects get pages too */
 static uintptr_t canary_key;
 static struct qent *ring;
 static unsigned q_head, q_n;
@@ -141,7 +142,7 @@ static bool size_parse(const char *v, size_t *out)
 }
 
 static void guard_segv(int sig, siginfo_t *si, void *uc);
-static void quarantine_drain(void);
+static size_t quarantine_drain(void);
 static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res);
 static int check_quarantine(struct za_check_result *res);
 
@@ -162,7 +163,7 @@ static void guard_start(void)
 	za_slab_guard = true;
 	za_check_zone_hook = check_zone_slabs;
 	za_check_hook = check_quarantine;
-	za_policy_trim_hook = quarantine_drain;
+	za_policy_quarantine_hook = quarantine_drain;
 	/* Every free now leaves free's inline path (it tests the untraced
 	 * zone tag only), as while calls are traced. */
 	za_region_retag_zones(ZA_REGION_TAG_TRACED);
@@ -180,7 +181,8 @@ bool za_guard_detect(void)
 	int s = za_guard_state;
 	if (s == ZA_GUARD_UNKNOWN) {
 		char v[16];
-		bool on = env_get("ZONEALLOC_GUARD", v, sizeof v) && word_on(v);
+		all_pages = env_get("ZONEALLOC_GUARD_PAGES", v, sizeof v) && word_on(v);
+		bool on = all_pages || (env_get("ZONEALLOC_GUARD", v, sizeof v) && word_on(v));
 		if (on)
 			guard_start();
 		s = on ? ZA_GUARD_ON : ZA_GUARD_OFF;
@@ -240,11 +242,12 @@ static void release(const struct qent *e);
 
 /* Takes the oldest entries out, eight at a time under the lock, and
  * releases them outside it: while the quarantine is over its limit (the
- * newest entry always stays), or all of them. */
-static void quarantine_evict(bool all)
+ * newest entry always stays), or all of them. Returns the bytes released. */
+static size_t quarantine_evict(bool all)
 {
 	struct qent out[8];
 	unsigned n_out;
+	size_t bytes = 0;
 	do {
 		za_lock(&guard_lock);
 		n_out = 0;
@@ -256,9 +259,12 @@ static void quarantine_evict(bool all)
 			q_n--;
 		}
 		pthread_mutex_unlock(&guard_lock);
-		for (unsigned i = 0; i < n_out; i++)
+		for (unsigned i = 0; i < n_out; i++) {
+			bytes += out[i].bytes;
 			release(&out[i]);
+		}
 	} while (n_out == 8);
+	return bytes;
 }
 
 static void quarantine(void *p, size_t size, size_t bytes, int kind)
@@ -315,11 +321,12 @@ static void release(const struct qent *e)
 	za_shim_free_run(zone, pfn, base);
 }
 
-/* za_reclaim and malloc_trim: everything in the quarantine leaves it
- * (checked as it goes), so what the program freed can go back to the OS. */
-static void quarantine_drain(void)
+/* za_reclaim, malloc_trim and an allocation short of memory: everything
+ * in the quarantine leaves it (checked as it goes), so what the program
+ * freed can be used again or go back to the OS. */
+static size_t quarantine_drain(void)
 {
-	quarantine_evict(true);
+	return quarantine_evict(true);
 }
 
 /* ---- allocation ---- */
@@ -449,7 +456,7 @@ void *za_guard_alloc(size_t size, size_t align, bool zero)
 		align = 16;
 	if (size == 0 && align == 16)
 		return zero_alloc();   /* (its slots are 16 bytes apart: no more aligned) */
-	if (size <= ZA_SLAB_MAX - 8) {
+	if (size <= ZA_SLAB_MAX - 8 && !all_pages) {
 		unsigned cls = align <= 16 ? za_size_class(size + 8) : za_shim_aligned_class(size + 8, align);
 		if (cls < ZA_NCLASSES)
 			return slab_alloc(cls, size, zero);

@@ -443,6 +443,107 @@ static void behaviour(void)
 		  "%s", cr.what);
 	gone[20] = (char)0xdf;
 	CHECK_HEAP();
+
+	/* Short of memory, the quarantine gives way: with a limit 3 MiB above
+	 * what is committed, a loop of 256 KiB allocations and frees (whose
+	 * quarantine holds up to 4 MiB) goes on only if an allocation that
+	 * meets the limit empties it. */
+	struct za_stats st;
+	malloc_trim(0);
+	za_stats_get(&st);
+	za_set_limit(st.committed_bytes + 3 * MiB);
+	int made = 0;
+	for (int i = 0; i < 64; i++) {
+		char *b = malloc(opaque_size(256 * KiB));
+		if (!b)
+			break;
+		made++;
+		free(b);
+	}
+	CHECK_MSG(made == 64, "under the limit, %d of 64 allocations of 256 KiB (%s)", made,
+		  za_status_str(za_last_status()));
+	/* The same for huge blocks, charged to the limit as they are mapped:
+	 * the quarantine keeps its newest entry, one 8 MiB block. */
+	malloc_trim(0);
+	za_stats_get(&st);
+	za_set_limit(st.committed_bytes + 12 * MiB);
+	made = 0;
+	for (int i = 0; i < 4; i++) {
+		char *b = malloc(opaque_size(8 * MiB));
+		if (!b)
+			break;
+		made++;
+		free(b);
+	}
+	CHECK_MSG(made == 4, "under the limit, %d of 4 allocations of 8 MiB (%s)", made,
+		  za_status_str(za_last_status()));
+	za_set_limit(0);
+	CHECK_HEAP();
+}
+
+/* ---- ZONEALLOC_GUARD_PAGES: small objects on pages of their own ---- */
+
+/* A string read running past the end of a 10-byte object: through the
+ * pad up to the 16-byte boundary, then into the no-access page. */
+static void pages_string_read(void)
+{
+	char *s = opaque_ptr(malloc(10));
+	memcpy(s, "0123456789", 10);
+	EXPECT("zonealloc: heap overflow: a read at %p, offset 16 of the 10-byte block at %p "
+	       "(past its end, in its guard page)", s + 16, s);
+	vp = s;
+	size_t n = 0;
+	while (vp[n])
+		n++;
+	printf("%zu\n", n);
+}
+
+/* One byte past an 8-byte object: in the pad before the 16-byte boundary,
+ * found at free. */
+static void pages_overflow_1(void)
+{
+	char *p = opaque_ptr(malloc(8));
+	EXPECT("zonealloc: free(%p): heap overflow: the 8-byte block at %p was written past its "
+	       "end, at offset 8 (0x5a where 0xa5 was)", p, p);
+	vp = p;
+	vp[8] = (char)~vp[8];
+	free(p);
+}
+
+static int pages_phase(void)
+{
+	expect = mmap(NULL, DEATH_EXPECT_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (expect == MAP_FAILED)
+		return 1;
+	printf("ZONEALLOC_GUARD_PAGES=1:\n");
+	run_death("small string read", pages_string_read, SIGSEGV);
+	run_death("small +1", pages_overflow_1, SIGABRT);
+	run_death("run uaf write", run_uaf_write, SIGSEGV);
+	/* Small objects keep malloc's promises on their pages. */
+	char *p[100];
+	for (int i = 0; i < 100; i++) {
+		size_t n = (size_t)i * 7 + 1;
+		p[i] = opaque_ptr(i % 3 ? malloc(n) : calloc(1, n));
+		CHECK_MSG(p[i] && ((uintptr_t)p[i] & 15) == 0, "malloc(%zu): %p", n, (void *)p[i]);
+		CHECK_MSG(malloc_usable_size(p[i]) == n, "usable %zu of %zu", malloc_usable_size(p[i]),
+			  n);
+		bool zero = true;
+		for (size_t k = 0; i % 3 == 0 && k < n; k++)
+			zero = zero && p[i][k] == 0;
+		CHECK_MSG(zero, "calloc(1, %zu) not zero", n);
+		memset(p[i], i, n);
+	}
+	for (int i = 0; i < 100; i++) {
+		p[i] = opaque_ptr(realloc(p[i], (size_t)i * 7 + 40));
+		bool kept = true;
+		for (size_t k = 0; k < (size_t)i * 7 + 1; k++)
+			kept = kept && p[i][k] == (char)i;
+		CHECK_MSG(kept, "realloc lost the bytes of object %d", i);
+	}
+	for (int i = 0; i < 100; i++)
+		free(p[i]);
+	CHECK_HEAP();
+	return test_done("guard (pages)");
 }
 
 /* ---- warn: reported, and the process goes on ---- */
@@ -473,6 +574,17 @@ static int warn_phase(void)
 int main(int argc, char **argv)
 {
 	bool warn = argc > 1 && !strcmp(argv[1], "warn");
+	if (argc > 1 && !strcmp(argv[1], "pages")) {
+		/* ZONEALLOC_GUARD_PAGES=1 alone turns guard mode on. */
+		if (!getenv("ZONEALLOC_GUARD_PAGES")) {
+			unsetenv("ZONEALLOC_GUARD");
+			setenv("ZONEALLOC_GUARD_PAGES", "1", 1);
+			execv("/proc/self/exe", argv);
+			perror("execv");
+			return 1;
+		}
+		return pages_phase();
+	}
 	if (!getenv("ZONEALLOC_GUARD")) {
 		setenv("ZONEALLOC_GUARD", "1", 1);
 		if (warn)
@@ -554,5 +666,16 @@ int main(int argc, char **argv)
 		printf("  warn: %d misuses reported, the process went on, the heap checks clean\n",
 		       reports);
 	}
+	/* ZONEALLOC_GUARD_PAGES=1: its own process, its result ours. */
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *args[] = { argv[0], "pages", NULL };
+		execv("/proc/self/exe", args);
+		_exit(127);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pages phase: status %d", status);
 	return test_done("guard");
 }

@@ -33,6 +33,8 @@ static const char usage[] =
 	"  --check             check the heap's invariants at exit (ZONEALLOC_CHECK)\n"
 	"  --guard             guard mode: canaries, quarantined and poisoned frees, guard\n"
 	"                      pages; every misuse found is reported (ZONEALLOC_GUARD)\n"
+	"  --guard=pages       guard mode with every allocation on pages of its own, so a\n"
+	"                      read past a small object faults too (ZONEALLOC_GUARD_PAGES)\n"
 	"  --quarantine SIZE   guard mode's quarantine of freed memory (default 4M)\n"
 	"  --prof[=FILE]       sampled heap profile at exit, for google-pprof, into FILE\n"
 	"                      (default zonealloc.%p.heap), top sites on stderr\n"
@@ -134,6 +136,9 @@ int main(int argc, char **argv)
 			set("ZONEALLOC_CHECK", "1");
 		} else if (!strcmp(a, "--guard")) {
 			set("ZONEALLOC_GUARD", "1");
+		} else if (!strcmp(a, "--guard=pages")) {
+			set("ZONEALLOC_GUARD", "1");
+			set("ZONEALLOC_GUARD_PAGES", "1");
 		} else if (matches(a, "--quarantine")) {
 			set("ZONEALLOC_QUARANTINE", value_of(argc, argv, &i, "--quarantine"));
 		} else if (!strcmp(a, "--prof")) {
