@@ -28,6 +28,13 @@ static char *expect;
 
 #define EXPECT(...) snprintf(expect, DEATH_EXPECT_MAX, __VA_ARGS__)
 
+/* The expected line lives in shared memory: the child dying writes it. */
+static bool expect_map(void)
+{
+	expect = mmap(NULL, DEATH_EXPECT_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return expect != MAP_FAILED;
+}
+
 static void run_death(const char *name, void (*fn)(void), int sig)
 {
 	run_death_sig(name, fn, sig, expect);
@@ -135,13 +142,19 @@ static void slab_overflow_pad(void)
 	free(p);
 }
 
+/* A write `off` bytes into the `size`-byte block at p, past its end into
+ * no-access pages: it faults at once. */
+static void write_past(char *p, size_t off, size_t size)
+{
+	EXPECT("zonealloc: heap overflow: a write at %p, offset %zu of the %zu-byte block at %p "
+	       "(past its end, in its guard page)", p + off, off, size, p);
+	vp = p;
+	vp[off] = 1;
+}
+
 static void run_overflow_guard(void)
 {
-	char *p = opaque_ptr(malloc(256 * KiB));
-	EXPECT("zonealloc: heap overflow: a write at %p, offset 262144 of the 262144-byte block at "
-	       "%p (past its end, in its guard page)", p + 256 * KiB, p);
-	vp = p;
-	vp[256 * KiB] = 1;
+	write_past(opaque_ptr(malloc(256 * KiB)), 256 * KiB, 256 * KiB);
 }
 
 static void run_overflow_pad(void)
@@ -161,10 +174,7 @@ static void realloc_headroom(void)
 {
 	char *p = opaque_ptr(malloc(40000));
 	p = opaque_ptr(realloc(p, 100000));
-	EXPECT("zonealloc: heap overflow: a write at %p, offset 106496 of the 100000-byte block at "
-	       "%p (past its end, in its guard page)", p + 106496, p);
-	vp = p;
-	vp[106496] = 1;
+	write_past(p, 106496, 100000);
 }
 
 /* A block shrunk in place: the pages it gave up are no-access. */
@@ -174,10 +184,7 @@ static void realloc_shrunk(void)
 	char *q = opaque_ptr(realloc(p, 50000));
 	if (q != p)
 		return;
-	EXPECT("zonealloc: heap overflow: a write at %p, offset 57344 of the 50000-byte block at "
-	       "%p (past its end, in its guard page)", p + 57344, p);
-	vp = p;
-	vp[57344] = 1;
+	write_past(p, 57344, 50000);
 }
 
 static void run_underflow(void)
@@ -334,6 +341,24 @@ static void foreign_pointer(void)
 
 /* ---- what is not a death ---- */
 
+/* How many of n allocations and frees of `size` bytes succeed, in turn,
+ * under a limit `headroom` above what is committed after a trim. */
+static int made_under_limit(size_t headroom, size_t size, int n)
+{
+	struct za_stats st;
+	malloc_trim(0);
+	za_stats_get(&st);
+	za_set_limit(st.committed_bytes + headroom);
+	int made = 0;
+	for (; made < n; made++) {
+		char *b = malloc(opaque_size(size));
+		if (!b)
+			break;
+		free(b);
+	}
+	return made;
+}
+
 static void behaviour(void)
 {
 	/* A read after free sees the pattern, not the old bytes. */
@@ -447,34 +472,13 @@ static void behaviour(void)
 	/* Short of memory, the quarantine gives way: with a limit 3 MiB above
 	 * what is committed, a loop of 256 KiB allocations and frees (whose
 	 * quarantine holds up to 4 MiB) goes on only if an allocation that
-	 * meets the limit empties it. */
-	struct za_stats st;
-	malloc_trim(0);
-	za_stats_get(&st);
-	za_set_limit(st.committed_bytes + 3 * MiB);
-	int made = 0;
-	for (int i = 0; i < 64; i++) {
-		char *b = malloc(opaque_size(256 * KiB));
-		if (!b)
-			break;
-		made++;
-		free(b);
-	}
+	 * meets the limit empties it. The same for huge blocks, charged to
+	 * the limit as they are mapped: the quarantine keeps its newest entry,
+	 * one 8 MiB block. */
+	int made = made_under_limit(3 * MiB, 256 * KiB, 64);
 	CHECK_MSG(made == 64, "under the limit, %d of 64 allocations of 256 KiB (%s)", made,
 		  za_status_str(za_last_status()));
-	/* The same for huge blocks, charged to the limit as they are mapped:
-	 * the quarantine keeps its newest entry, one 8 MiB block. */
-	malloc_trim(0);
-	za_stats_get(&st);
-	za_set_limit(st.committed_bytes + 12 * MiB);
-	made = 0;
-	for (int i = 0; i < 4; i++) {
-		char *b = malloc(opaque_size(8 * MiB));
-		if (!b)
-			break;
-		made++;
-		free(b);
-	}
+	made = made_under_limit(12 * MiB, 8 * MiB, 4);
 	CHECK_MSG(made == 4, "under the limit, %d of 4 allocations of 8 MiB (%s)", made,
 		  za_status_str(za_last_status()));
 	za_set_limit(0);
@@ -512,8 +516,7 @@ static void pages_overflow_1(void)
 
 static int pages_phase(void)
 {
-	expect = mmap(NULL, DEATH_EXPECT_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (expect == MAP_FAILED)
+	if (!expect_map())
 		return 1;
 	printf("ZONEALLOC_GUARD_PAGES=1:\n");
 	run_death("small string read", pages_string_read, SIGSEGV);
@@ -595,8 +598,7 @@ int main(int argc, char **argv)
 	}
 	if (warn)
 		return warn_phase();
-	expect = mmap(NULL, DEATH_EXPECT_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (expect == MAP_FAILED)
+	if (!expect_map())
 		return 1;
 	printf("writes and reads after free:\n");
 	run_death("slab uaf (quarantine)", slab_uaf_quarantine, SIGABRT);
