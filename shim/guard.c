@@ -368,7 +368,7 @@ static bool is_zero(const void *p)
 
 static void *slab_alloc(unsigned cls, size_t size, bool zero)
 {
-	char *p = za_slab_alloc(cls);
+	char *p = za_slab_alloc_exact(cls);
 	if (!p)
 		return NULL;
 	size_t slot = za_classes[cls].size;

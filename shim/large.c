@@ -390,7 +390,7 @@ void *za_shim_aligned(size_t align, size_t size)
 		return za_backend_alloc(size ? size : 1, align, false);
 	unsigned cls = za_shim_aligned_class(size, align);
 	if (cls < ZA_NCLASSES) {
-		void *p = za_slab_alloc(cls);
+		void *p = za_slab_alloc_exact(cls);
 		if (!p)
 			p = za_backend_fallback(size ? size : 1, align, false);
 		return p ? p : za_shim_nomem(ZA_OK);
@@ -534,6 +534,11 @@ void za_shim_free_aligned_exact(void *p, size_t size, size_t align, bool sized, 
 			return;   /* reported (warn) */
 		usable = slab ? za_classes[za_slab_class(slab)].size
 			      : za_buddy_run_pages(p) << ZA_PAGE_SHIFT;
+		/* An object lent to a smaller class (size_class.h): what that
+		 * class's allocation would have had. */
+		if (slab && align <= 16 && size <= ZA_SLAB_MAX &&
+		    za_class_lends(za_size_class(size), za_slab_class(slab)))
+			usable = za_classes[za_size_class(size)].size;
 	} else if (r && r->kind == ZA_REGION_HUGE && (uintptr_t)p == r->base) {
 		usable = ((struct za_huge *)r)->usable;
 	}

@@ -198,9 +198,9 @@ static inline void za_shim_free(void *p)
 
 /*
  * C++'s sized delete: free, after checking that `size` is what the object
- * was allocated with (its class is the one `size` maps to). The slab case
- * inline, the class compare added to free's fast path; the rest exact too,
- * one call away.
+ * was allocated with (its class is the one `size` maps to, or one that
+ * lends to it: size_class.h). The slab case inline, the class compare
+ * added to free's fast path; the rest exact too, one call away.
  */
 static inline void za_shim_free_exact(void *p, size_t size, const char *call)
 {
@@ -215,7 +215,8 @@ static inline void za_shim_free_exact(void *p, size_t size, const char *call)
 				za_shim_bad_slab_pointer(p, call);
 				return;
 			}
-			if (unlikely(slab->cls != za_size_class(size))) {
+			unsigned want = za_size_class(size);
+			if (unlikely(slab->cls != want) && !za_class_lends(want, slab->cls)) {
 				za_shim_size_mismatch(p, size, 0, call);
 				return;   /* (warn) reported: the object leaks */
 			}

@@ -126,11 +126,13 @@ ZA_EXPORT void za_stats_print(int fd)
 	za_slab_stats_get(&ss);
 	za_huge_stats(&hs);
 	za_dprintf(fd, "  slabs: %llu live, %llu made, %llu given back, %llu empty ones reused, "
-		   "%llu remote frees (%llu to full slabs), %llu idle ones trimmed (%llu pages)\n",
+		   "%llu remote frees (%llu to full slabs), %llu idle ones trimmed (%llu pages), "
+		   "%llu objects lent to a smaller class\n",
 		   (unsigned long long)ss.slabs_live, (unsigned long long)ss.slabs_created,
 		   (unsigned long long)ss.slabs_released, (unsigned long long)ss.slabs_reused,
 		   (unsigned long long)ss.remote_frees, (unsigned long long)ss.delayed_frees,
-		   (unsigned long long)ss.idle_trims, (unsigned long long)ss.idle_pages);
+		   (unsigned long long)ss.idle_trims, (unsigned long long)ss.idle_pages,
+		   (unsigned long long)ss.lent);
 	za_dprintf(fd, "  thread heaps: %llu live, %llu made, %llu adopted from exited threads, "
 		   "%llu waiting\n",
 		   (unsigned long long)ss.heaps_live, (unsigned long long)ss.heaps_created,

@@ -185,10 +185,10 @@ void za_stats_json(struct za_out *o)
 	za_out_fmt(o, "\"tiers\":{\"slab\":{\"objects\":%llu,\"bytes\":%llu,\"pages\":%llu,"
 		      "\"slabs_live\":%llu,\"slabs_made\":%llu,\"slabs_given_back\":%llu,"
 		      "\"empty_reused\":%llu,\"remote_frees\":%llu,\"delayed_frees\":%llu,"
-		      "\"idle_trims\":%llu,\"idle_pages\":%llu,",
+		      "\"idle_trims\":%llu,\"idle_pages\":%llu,\"lent\":%llu,",
 		   U(slab_objects), U(slab_bytes), U(w->slab_pages), U(ss.slabs_live),
 		   U(ss.slabs_created), U(ss.slabs_released), U(ss.slabs_reused), U(ss.remote_frees),
-		   U(ss.delayed_frees), U(ss.idle_trims), U(ss.idle_pages));
+		   U(ss.delayed_frees), U(ss.idle_trims), U(ss.idle_pages), U(ss.lent));
 	za_out_fmt(o, "\"thread_heaps\":{\"live\":%llu,\"made\":%llu,\"adopted\":%llu,\"waiting\":%llu},"
 		      "\"classes\":[", U(ss.heaps_live), U(ss.heaps_created), U(ss.heaps_adopted),
 		   U(ss.heaps_orphaned));

@@ -374,8 +374,10 @@ void za_slab_stats_get(struct za_slab_stats *st)
 	st->remote_frees = atomic_load(&za_slab_counters.remote_frees);
 	st->delayed_frees = atomic_load(&za_slab_counters.delayed_frees);
 	za_lock(&heaps_lock);
-	for (struct za_theap *heap = heaps_all; heap; heap = heap->next)
+	for (struct za_theap *heap = heaps_all; heap; heap = heap->next) {
 		st->remote_frees += __atomic_load_n(&heap->remote_frees, __ATOMIC_RELAXED);
+		st->lent += __atomic_load_n(&heap->lent, __ATOMIC_RELAXED);
+	}
 	st->heaps_orphaned = heaps_orphaned;
 	pthread_mutex_unlock(&heaps_lock);
 	st->heaps_live = atomic_load(&za_slab_counters.heaps_live);

@@ -68,6 +68,29 @@ static inline unsigned za_direct_index(size_t size)
 	return (unsigned)((size + 15) >> 4);
 }
 
+/*
+ * Lending. A class above ZA_LEND_MIN carves one object per page or so,
+ * and each object it carves stays resident while the class sleeps: with
+ * many such classes each holding its own high-water mark, the pages a
+ * heap keeps are the sum of the classes' peaks, not the peak of their sum
+ * (rpmalloc's rptest: carved bytes 1.5x those in use). So before carving,
+ * such a class takes a free object of one of the next ZA_LEND_CLASSES
+ * classes (at most a quarter bigger: sixteen classes per doubling), if
+ * that class's current slab has one (slab.c: slab_lender). The object stays its slab's: free, usable size
+ * and the checker see the bigger class. A sized free of it names the
+ * smaller class: za_class_lends tells the sized frees that this is no
+ * mismatch.
+ */
+#define ZA_LEND_MIN     2048u
+#define ZA_LEND_CLASSES 4u
+
+/* Whether an allocation of class `want` may be served by an object of
+ * class `have` (> want) lent to it. */
+static inline bool za_class_lends(unsigned want, unsigned have)
+{
+	return have - want - 1u < ZA_LEND_CLASSES && za_classes[want].size > ZA_LEND_MIN;
+}
+
 static inline size_t za_class_size(unsigned cls)
 {
 	return za_classes[cls].size;

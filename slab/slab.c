@@ -507,13 +507,33 @@ static ZA_NOINLINE void slab_idle_scan(struct za_theap *heap)
 	}
 }
 
+/* A class's first ZA_LEND_AFTER objects are its own, so a malloc/free
+ * loop of one size keeps to the fast path: a lent object goes back to its
+ * own slab, and the next allocation would come here again. */
+#define ZA_LEND_AFTER 4u
+
+/* The current slab of a class that may lend to `cls` (size_class.h) and
+ * has a free object, the nearest first; NULL if none has. */
+static struct za_slab *slab_lender(struct za_theap *heap, unsigned cls)
+{
+	for (unsigned k = cls + 1; k < ZA_NCLASSES && za_class_lends(cls, k); k++) {
+		struct za_slab *slab = heap->cur[k];
+		if (slab->free || (slab != &za_slab_empty && za_slab_collect(slab))) {
+			__atomic_store_n(&heap->lent, heap->lent + 1, __ATOMIC_RELAXED);
+			return slab;
+		}
+	}
+	return NULL;
+}
+
 /*
  * The generic allocation path: the current slab ran dry. Its remote frees
- * come home, or its next page is carved; failing both it goes to the full
+ * come home, or its next page is carved (or, where `lend`, a bigger
+ * class's free object is taken instead); failing both it goes to the full
  * list and the next slab of the queue takes over; with the queue empty, a
  * kept empty slab of the same order or a new one from the buddy core.
  */
-void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
+void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls, bool lend)
 {
 	if (unlikely(heap->is_empty_sentinel)) {
 		heap = za_theap_acquire();
@@ -528,15 +548,27 @@ void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls)
 		za_slab_delayed_collect(heap);
 	if (unlikely(--heap->idle_countdown == 0))
 		slab_idle_scan(heap);
-	struct za_slab *slab = heap->cur[cls];
+	struct za_slab *slab = heap->cur[cls], *lender;
+	lend = lend && slab != &za_slab_empty;   /* (the class's first slab is its own) */
 	while (slab != &za_slab_empty) {
-		if (slab->free || za_slab_collect(slab) || slab_carve(slab))
+		if (slab->free || za_slab_collect(slab))
 			goto found;
+		if (slab->carved < slab->capacity) {
+			if (lend && slab->carved >= ZA_LEND_AFTER && (lender = slab_lender(heap, cls)))
+				slab = lender;
+			else
+				slab_carve(slab);
+			goto found;
+		}
 		if (!slab_mark_full(slab))
 			continue;   /* a remote free came in: collect it */
 		za_slab_queue_remove(heap, slab);
 		full_push(heap, slab);
 		slab = heap->cur[cls];
+	}
+	if (lend && (lender = slab_lender(heap, cls))) {
+		slab = lender;
+		goto found;
 	}
 	za_policy_request_enter();   /* (a slab, then maybe the divert: one request) */
 	slab = za_slab_new(heap, cls);

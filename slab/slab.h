@@ -102,6 +102,7 @@ struct za_theap {
 	/* Frees of other heaps' objects by this heap's threads: counted here,
 	 * not in a shared counter every freeing thread would write. */
 	uint64_t remote_frees;
+	uint64_t lent;   /* objects lent to smaller classes (size_class.h) */
 	/* Remote frees into one slab, chained before one push (slab.c). */
 	struct za_slab *rbuf_slab;
 	void **rbuf_head, **rbuf_tail;
@@ -223,7 +224,10 @@ static inline struct za_slab *za_slab_of_object(const void *p)
 	return za_page_slab(za_slab_head_of(zone, za_pfn_of(zone, p), &head));
 }
 
-ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls);
+/* `lend`: the allocation may take a free object of a bigger class
+ * (size_class.h: lending); false where the caller needs the class's own
+ * size or alignment. */
+ZA_NOINLINE void *za_slab_alloc_generic(struct za_theap *heap, unsigned cls, bool lend);
 ZA_NOINLINE void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_remote(struct za_slab *slab, void *p);
 ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
@@ -259,11 +263,12 @@ static inline void za_heap_set_cur(struct za_theap *heap, unsigned cls, struct z
 
 /* A pop from a slab's free list; the generic path when it is empty (which
  * sets errno when it fails). */
-static inline void *za_slab_pop(struct za_theap *heap, struct za_slab *slab, unsigned cls)
+static inline void *za_slab_pop(struct za_theap *heap, struct za_slab *slab, unsigned cls,
+				bool lend)
 {
 	void **p = slab->free;
 	if (unlikely(!p))
-		return za_slab_alloc_generic(heap, cls);
+		return za_slab_alloc_generic(heap, cls, lend);
 	void **next = za_link_dec(*p);
 	if (unlikely(za_link_bad(p, next)))
 		return za_slab_bad_pop(p, next);
@@ -278,7 +283,16 @@ static inline void *za_slab_pop(struct za_theap *heap, struct za_slab *slab, uns
 static inline void *za_slab_alloc(unsigned cls)
 {
 	struct za_theap *heap = za_tls_heap;
-	return za_slab_pop(heap, heap->cur[cls], cls);
+	return za_slab_pop(heap, heap->cur[cls], cls, true);
+}
+
+/* The same, always an object of class `cls` itself: aligned allocations
+ * (the class was picked for its alignment) and guard mode (its canary
+ * sits at the end of the class's slot). */
+static inline void *za_slab_alloc_exact(unsigned cls)
+{
+	struct za_theap *heap = za_tls_heap;
+	return za_slab_pop(heap, heap->cur[cls], cls, false);
 }
 
 /* The same for size <= ZA_DIRECT_MAX: the slab in one load, no class
@@ -289,7 +303,7 @@ static inline void *za_slab_alloc_small(size_t size)
 	struct za_slab *slab = heap->direct[za_direct_index(size)];
 	void **p = slab->free;
 	if (unlikely(!p))
-		return za_slab_alloc_generic(heap, za_size_class(size));
+		return za_slab_alloc_generic(heap, za_size_class(size), true);
 	void **next = za_link_dec(*p);
 	if (unlikely(za_link_bad(p, next)))
 		return za_slab_bad_pop(p, next);
@@ -385,6 +399,7 @@ struct za_slab_stats {
 	uint64_t slabs_live, slabs_created, slabs_released;
 	uint64_t slabs_reused;        /* empty slabs taken again, any class */
 	uint64_t remote_frees, delayed_frees;
+	uint64_t lent;                /* objects lent to a smaller class */
 	uint64_t heaps_live, heaps_created, heaps_adopted, heaps_orphaned;
 	uint64_t idle_trims, idle_pages;   /* idle current slabs' pages given back */
 };

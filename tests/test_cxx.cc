@@ -126,8 +126,34 @@ static void wrong_aligned_size()
 	::operator delete(::operator new(100000, std::align_val_t(256)), 10, std::align_val_t(256));
 }
 
+// An object a bigger class lent (slab/size_class.h): 9000 bytes past the
+// 9216-byte class's first four objects, while the 9728-byte class has
+// free ones, get a 9728-byte object. Its sized delete names 9000.
+static void *lent_object()
+{
+	void *own[8], *lender[2];
+	for (auto &p : own)
+		p = ::operator new(9000);
+	for (auto &p : lender)
+		p = ::operator new(9700);
+	for (auto p : lender)
+		::operator delete(p, 9700);
+	void *p = ::operator new(9000);
+	for (auto q : own)
+		::operator delete(q, 9000);
+	return p;
+}
+static void wrong_size_lent() { ::operator delete(lent_object(), 7000); }
+
 static void sized_delete_mismatch()
 {
+	void *lent = lent_object();
+	CHECK(malloc_usable_size(lent) == 9728, "a lent object: %zu usable bytes",
+	      malloc_usable_size(lent));
+	::operator delete(lent, 9000);   // the size asked for: fine
+	expect_abort(wrong_size_lent, "wrong sized delete of a lent object",
+		     ", 7000): size does not match the allocation (9728 usable bytes; 7000 bytes "
+		     "would have 7168)");
 	void *ok = ::operator new(100);
 	::operator delete(ok, 100);   // right size: fine
 	ok = ::operator new(300, std::align_val_t(128));
