@@ -307,7 +307,8 @@ static void release(const struct qent *e)
 	struct za_region *r = za_region_of(e->p);
 	if (e->kind == Q_HUGE) {
 		struct za_huge *h = (struct za_huge *)r;
-		za_os_protect((void *)h->region.base, h->region.size, true);
+		if (za_os_protect((void *)h->region.base, h->region.size, true) != 0)
+			return;   /* kept no-access, out of the heap's reach: a leak */
 		h->guard = h->guard_freed = false;
 		za_huge_free(h);
 		return;
@@ -316,7 +317,8 @@ static void release(const struct qent *e)
 	uint32_t pfn = za_pfn_of(zone, e->p);
 	struct za_page *head = &zone->pages[pfn];
 	void *base = (void *)((uintptr_t)e->p & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
-	za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true);
+	if (za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true) != 0)
+		return;   /* kept no-access, out of the heap's reach: a leak */
 	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
 	za_shim_free_run(zone, pfn, base);
 }
@@ -428,21 +430,37 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 	char *end = base + (pages << ZA_PAGE_SHIFT);
 	char *p = align > ZA_PAGE_SIZE ? base : (char *)(((uintptr_t)end - room) & ~(uintptr_t)(align - 1));
 	struct za_region *r = za_region_of(base);
-	if (r && r->kind == ZA_REGION_HUGE) {
+	if (!r)
+		return base;   /* a backend's: no guard */
+	/* A block without its guard would be one whose overflows go unseen:
+	 * when the pages cannot be closed (the process is at its
+	 * vm.max_map_count), the allocation fails instead. */
+	char *tail = block_tail(p, size, end);
+	size_t closed = (size_t)(end - tail) + ZA_PAGE_SIZE;
+	if (za_os_protect(tail, closed, false) != 0) {
+		/* (Opened again in case part was closed; if even that fails,
+		 * the block is kept from the heap: a leak, not a fault.) */
+		if (za_os_protect(tail, closed, true) == 0) {
+			if (r->kind == ZA_REGION_HUGE) {
+				za_huge_free((struct za_huge *)r);
+			} else {
+				struct za_zone *zone = (struct za_zone *)r;
+				za_shim_free_run(zone, za_pfn_of(zone, base), base);
+			}
+		}
+		return za_shim_nomem(ZA_ENOMEM_OS);
+	}
+	if (r->kind == ZA_REGION_HUGE) {
 		struct za_huge *h = (struct za_huge *)r;
 		h->guard = true;
 		h->guard_size = size;
 		h->guard_user = (uintptr_t)p;
-	} else if (r) {
+	} else {
 		struct za_zone *zone = (struct za_zone *)r;
 		struct za_page *head = &zone->pages[za_pfn_of(zone, base)];
 		head->flags |= ZA_PGF_GUARD;
 		*run_of(head) = (struct guard_run){ p, size };
-	} else {
-		return base;   /* a backend's: no guard */
 	}
-	char *tail = block_tail(p, size, end);
-	za_os_protect(tail, (size_t)(end - tail) + ZA_PAGE_SIZE, false);
 	memset(base, PAD, (size_t)(p - base));
 	memset(p + size, PAD, (size_t)(tail - p) - size);
 	return p;
@@ -647,7 +665,8 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 		za_misuse("%s(%p): pointer is not aligned to %zu", call, p, align);
 		return;
 	}
-	za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false);
+	if (za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false) != 0)
+		memset(p, POISON, b.size);   /* (at the map count's limit) reads see the pattern */
 	if (b.kind == Q_HUGE)
 		b.huge->guard_freed = true;
 	else
@@ -730,10 +749,9 @@ void *za_guard_realloc(void *p, size_t size)
 		char *end = b.base + b.slot - ZA_PAGE_SIZE;
 		if (size <= (size_t)(end - (char *)p)) {
 			char *was = block_tail(p, b.size, end), *tail = block_tail(p, size, end);
-			/* (If the pages cannot be opened, it moves.) */
-			if (tail <= was || za_os_protect(was, (size_t)(tail - was), true) == 0) {
-				if (tail < was)
-					za_os_protect(tail, (size_t)(was - tail), false);
+			/* (If the pages cannot be opened or closed, it moves.) */
+			if (tail > was ? za_os_protect(was, (size_t)(tail - was), true) == 0
+			    : tail == was || za_os_protect(tail, (size_t)(was - tail), false) == 0) {
 				memset((char *)p + size, PAD, (size_t)(tail - (char *)p) - size);
 				if (b.kind == Q_HUGE)
 					b.huge->guard_size = size;

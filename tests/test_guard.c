@@ -485,6 +485,50 @@ static void behaviour(void)
 	CHECK_HEAP();
 }
 
+/*
+ * At vm.max_map_count no new guard page can be made (closing pages splits
+ * a mapping): a block's allocation then fails with a typed ENOMEM instead
+ * of handing out a block whose overflows go unseen. In a child, whose own
+ * mappings (alternately readable and not, so none merge) use up the count;
+ * with them gone, the same allocation works. Exit status: 0 when it holds.
+ */
+static void *maps[1 << 17];
+
+static int map_limit_child(void)
+{
+	char *warm = malloc(opaque_size(300 * KiB));   /* the zone is mapped and has room */
+	memset(warm, 1, 300 * KiB);
+	free(warm);
+	size_t n = 0;
+	while (n < sizeof maps / sizeof *maps) {
+		void *m = mmap(NULL, 4096, n & 1 ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		if (m == MAP_FAILED)
+			break;
+		maps[n++] = m;
+	}
+	errno = 0;
+	char *p = malloc(opaque_size(100 * KiB));
+	int err = errno;
+	za_status st = za_last_status();
+	for (size_t i = 0; i < n; i++)
+		munmap(maps[i], 4096);
+	if (p || err != ENOMEM || st != ZA_ENOMEM_OS) {
+		fprintf(stderr, "at the map limit (%zu maps made): malloc gave %p, errno %d, %s\n", n,
+			(void *)p, err, za_status_str(st));
+		return 1;
+	}
+	p = malloc(opaque_size(100 * KiB));
+	if (!p)
+		return 2;
+	memset(p, 2, 100 * KiB);
+	free(p);
+	printf("  at vm.max_map_count (%zu maps made): malloc(100 KiB) failed with %s; "
+	       "below it, it works\n", n, za_status_str(st));
+	fflush(stdout);
+	return 0;
+}
+
 /* ---- ZONEALLOC_GUARD_PAGES: small objects on pages of their own ---- */
 
 /* A string read running past the end of a 10-byte object: through the
@@ -635,6 +679,16 @@ int main(int argc, char **argv)
 	run_death("slab interior", slab_interior, SIGABRT);
 	run_death("foreign pointer", foreign_pointer, SIGABRT);
 	behaviour();
+	{
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(map_limit_child());
+		int status = 0;
+		waitpid(pid, &status, 0);
+		CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "map limit: status %d",
+			  status);
+	}
 
 	/* warn: four reports, the child goes on to a clean heap check. */
 	int pfd[2];
