@@ -888,6 +888,28 @@ static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res)
 	return 0;
 }
 
+/* Whether a slab object in the quarantine no longer holds the free
+ * pattern: the first such entry, copied to *out, and the offset written.
+ * (Blocks are no-access there: a write to one faults at once.) */
+static bool quarantine_written(struct qent *out, size_t *at)
+{
+	bool found = false;
+	za_lock(&guard_lock);
+	for (unsigned i = 0; i < q_n && !found; i++) {
+		const struct qent *e = &ring[(q_head + i) % Q_SLOTS];
+		if (e->kind != Q_SLAB)
+			continue;
+		size_t slot = za_classes[za_slab_class(za_slab_of_object(e->p))].size;
+		*at = pattern_find(e->p, slot, POISON);
+		if (unlikely(*at < slot)) {
+			*out = *e;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&guard_lock);
+	return found;
+}
+
 /* At exit: a write into an object still in the quarantine is reported
  * like one found as it leaves (a short program, a fuzz target's run, may
  * end before anything leaves). */
@@ -895,42 +917,25 @@ void za_guard_exit(void)
 {
 	if (za_guard_state != ZA_GUARD_ON || !ring)
 		return;
-	za_lock(&guard_lock);
-	for (unsigned i = 0; i < q_n; i++) {
-		const struct qent *e = &ring[(q_head + i) % Q_SLOTS];
-		if (e->kind != Q_SLAB)
-			continue;
-		unsigned char *p = e->p;
-		size_t slot = za_classes[za_slab_class(za_slab_of_object(p))].size;
-		size_t at = pattern_find(p, slot, POISON);
-		if (unlikely(at < slot)) {
-			pthread_mutex_unlock(&guard_lock);
-			za_misuse("use after free: the freed %zu-byte object at %p was written at "
-				  "offset %zu (0x%x where the free pattern 0x%x was), found at exit",
-				  e->size, (void *)p, at, p[at], POISON);
-			return;
-		}
+	struct qent e;
+	size_t at;
+	if (quarantine_written(&e, &at)) {
+		unsigned char *p = e.p;
+		za_misuse("use after free: the freed %zu-byte object at %p was written at offset %zu "
+			  "(0x%x where the free pattern 0x%x was), found at exit",
+			  e.size, (void *)p, at, p[at], POISON);
 	}
-	pthread_mutex_unlock(&guard_lock);
 }
 
 /* The quarantine's slab objects: still the free pattern. */
 static int check_quarantine(struct za_check_result *res)
 {
-	int rc = 0;
-	za_lock(&guard_lock);
-	for (unsigned i = 0; i < q_n && rc == 0; i++) {
-		const struct qent *e = &ring[(q_head + i) % Q_SLOTS];
-		if (e->kind != Q_SLAB)
-			continue;
-		size_t slot = za_classes[za_slab_class(za_slab_of_object(e->p))].size;
-		if (pattern_find(e->p, slot, POISON) < slot)
-			rc = check_fail(res, -1, 0,
-					"guard: the freed object at %p (%zu bytes) was written in the "
-					"quarantine", e->p, e->size);
-	}
-	pthread_mutex_unlock(&guard_lock);
-	return rc;
+	struct qent e;
+	size_t at;
+	if (!quarantine_written(&e, &at))
+		return 0;
+	return check_fail(res, -1, 0, "guard: the freed object at %p (%zu bytes) was written in the "
+			  "quarantine", e.p, e.size);
 }
 
 void za_guard_lock(void)

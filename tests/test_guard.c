@@ -56,6 +56,18 @@ static void slab_uaf_quarantine(void)
 		free(opaque_ptr(malloc(opaque_size(128))));
 }
 
+/* The same write with the program ending before the object leaves. */
+static void slab_uaf_exit(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	free(p);
+	EXPECT("zonealloc: use after free: the freed 100-byte object at %p was written at offset "
+	       "40 (0x41 where the free pattern 0xdf was), found at exit", p);
+	vp = p;
+	vp[40] = 'A';
+	exit(0);
+}
+
 static void *others[2000];
 
 static void slab_uaf_handout(void)
@@ -646,6 +658,7 @@ int main(int argc, char **argv)
 		return 1;
 	printf("writes and reads after free:\n");
 	run_death("slab uaf (quarantine)", slab_uaf_quarantine, SIGABRT);
+	run_death("slab uaf (at exit)", slab_uaf_exit, SIGABRT);
 	run_death("slab uaf (hand-out)", slab_uaf_handout, SIGABRT);
 	run_death("realloc's old block", realloc_stale, SIGABRT);
 	run_death("run uaf write", run_uaf_write, SIGSEGV);
