@@ -274,11 +274,25 @@ static void quarantine(void *p, size_t size, size_t bytes, int kind)
 		release(&e);
 		return;
 	}
+	/* Full by count: another thread's entry came in between its own and
+	 * its eviction. The oldest goes now, or this entry would land on it
+	 * (lost, and q_n past the ring: a slot released twice). */
+	struct qent oldest;
+	bool full = false;
 	za_lock(&guard_lock);
+	if (q_n == Q_SLOTS) {
+		oldest = ring[q_head];
+		q_bytes -= oldest.bytes;
+		q_head = (q_head + 1) % Q_SLOTS;
+		q_n--;
+		full = true;
+	}
 	ring[(q_head + q_n) % Q_SLOTS] = e;
 	q_n++;
 	q_bytes += bytes;
 	pthread_mutex_unlock(&guard_lock);
+	if (full)
+		release(&oldest);
 	quarantine_evict(false);
 }
 
