@@ -40,6 +40,20 @@ static size_t usable(void *p)
 	return F(malloc_usable_size)(p);
 }
 
+/* Eight allocations of `size` (aligned to `align` if not 0) kept in
+ * own[], four of `lender` left free, then one more of `size`: its usable
+ * size (0 if it failed or broke its alignment), freed again. */
+static size_t past_own(void **own, size_t size, size_t align, size_t lender)
+{
+	for (int i = 0; i < 8; i++)
+		own[i] = align ? F(aligned_alloc)(align, opaque_size(size)) : F(malloc)(opaque_size(size));
+	leave_free(lender, 4);
+	void *p = align ? F(aligned_alloc)(align, opaque_size(size)) : F(malloc)(opaque_size(size));
+	size_t u = p && (!align || ((uintptr_t)p & (align - 1)) == 0) ? usable(p) : 0;
+	F(free)(p);
+	return u;
+}
+
 int main(void)
 {
 	/* A class's first four objects are its own, whatever lenders have;
@@ -77,33 +91,16 @@ int main(void)
 		F(free)(back[i]);
 
 	/* 2 KiB and below never lend: carving there is a page's worth. */
-	void *small[8];
-	for (int i = 0; i < 8; i++)
-		small[i] = F(malloc)(opaque_size(2000));   /* 2048 */
-	leave_free(2100, 4);                              /* 2176 */
-	void *s = F(malloc)(opaque_size(2000));
-	CHECK_MSG(usable(s) == 2048, "a 2000-byte allocation got %zu usable bytes", usable(s));
-	F(free)(s);
-
+	void *small[8], *mid[8], *al[8];
+	size_t u = past_own(small, 2000, 0, 2100);   /* 2048; 2176 has free objects */
+	CHECK_MSG(u == 2048, "a 2000-byte allocation got %zu usable bytes", u);
 	/* Only the next four classes lend: 6144's are 6400 to 7168. */
-	void *mid[8];
-	for (int i = 0; i < 8; i++)
-		mid[i] = F(malloc)(opaque_size(6100));   /* 6144 */
-	leave_free(7700, 4);                             /* 7936 */
-	void *m = F(malloc)(opaque_size(6100));
-	CHECK_MSG(usable(m) == 6144, "a 6100-byte allocation got %zu usable bytes", usable(m));
-	F(free)(m);
-
+	u = past_own(mid, 6100, 0, 7700);             /* 6144; 7936 */
+	CHECK_MSG(u == 6144, "a 6100-byte allocation got %zu usable bytes", u);
 	/* An aligned allocation is its class's own: the 4608-byte class was
 	 * picked for 512-byte alignment, which 4864 would not give. */
-	void *al[8];
-	for (int i = 0; i < 8; i++)
-		al[i] = F(aligned_alloc)(512, opaque_size(4400));
-	leave_free(4800, 4);                              /* 4864 */
-	void *a = F(aligned_alloc)(512, opaque_size(4400));
-	CHECK_MSG(a && ((uintptr_t)a & 511) == 0 && usable(a) == 4608,
-		  "aligned_alloc(512, 4400): %p, %zu usable bytes", a, a ? usable(a) : 0);
-	F(free)(a);
+	u = past_own(al, 4400, 512, 4800);            /* 4608; 4864 */
+	CHECK_MSG(u == 4608, "aligned_alloc(512, 4400): %zu usable bytes", u);
 
 	for (int i = 0; i < 8; i++) {
 		F(free)(own[i]);
