@@ -253,6 +253,8 @@ static void orphans_tidy(void)
 static void heap_thread_exit(void *arg)
 {
 	struct za_theap *heap = arg;
+	if (za_slab_exit_hook)
+		za_slab_exit_hook();
 	/* Frees during the rest of the thread's exit are remote frees. */
 	za_tls_heap = &za_theap_exited;
 	/* Empty slabs stay as they would for a living thread (kept while

@@ -21,6 +21,7 @@ struct za_slab za_slab_sink = { .where = ZA_SLAB_NONE };
 struct za_slab_counters za_slab_counters;
 
 void *(*za_slab_divert)(unsigned cls);
+void (*za_slab_exit_hook)(void);
 _Atomic bool za_slab_no_heaps;
 
 static inline char *slab_base(struct za_slab *slab)

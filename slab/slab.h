@@ -361,6 +361,10 @@ static inline void za_slab_free(struct za_slab *slab, void *obj)
  * order, carrying the free pattern. Set before the first slab is made. */
 extern bool za_slab_guard ZA_HIDDEN;
 extern void *(*za_slab_divert)(unsigned cls) ZA_HIDDEN;
+
+/* Called as a thread with a heap ends, before its heap is tidied (guard
+ * mode hands its batch of freed objects to the quarantine). */
+extern void (*za_slab_exit_hook)(void) ZA_HIDDEN;
 extern _Atomic bool za_slab_no_heaps ZA_HIDDEN;
 /* Hands the calling thread's heap to the orphan pool, as its exit would,
  * leaving the thread without one. */
