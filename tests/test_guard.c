@@ -44,14 +44,21 @@ static volatile char *vp;
 
 /* ---- writes after free ---- */
 
-static void slab_uaf_quarantine(void)
+/* A byte written into a freed object; the report says where it is
+ * `found`. */
+static void write_after_free(size_t size, const char *found)
 {
-	char *p = opaque_ptr(malloc(128));
+	char *p = opaque_ptr(malloc(opaque_size(size)));
 	free(p);
-	EXPECT("zonealloc: use after free: the freed 128-byte object at %p was written at offset "
-	       "40 (0x41 where the free pattern 0xdf was), found as it left the quarantine", p);
+	EXPECT("zonealloc: use after free: the freed %zu-byte object at %p was written at offset "
+	       "40 (0x41 where the free pattern 0xdf was), found %s", size, p, found);
 	vp = p;
 	vp[40] = 'A';
+}
+
+static void slab_uaf_quarantine(void)
+{
+	write_after_free(128, "as it left the quarantine");
 	for (int i = 0; i < 100000; i++)   /* 4 MiB of 144-byte slots, and more */
 		free(opaque_ptr(malloc(opaque_size(128))));
 }
@@ -59,12 +66,7 @@ static void slab_uaf_quarantine(void)
 /* The same write with the program ending before the object leaves. */
 static void slab_uaf_exit(void)
 {
-	char *p = opaque_ptr(malloc(100));
-	free(p);
-	EXPECT("zonealloc: use after free: the freed 100-byte object at %p was written at offset "
-	       "40 (0x41 where the free pattern 0xdf was), found at exit", p);
-	vp = p;
-	vp[40] = 'A';
+	write_after_free(100, "at exit");
 	exit(0);
 }
 
