@@ -76,10 +76,10 @@ static inline unsigned za_direct_index(size_t size)
  * (rpmalloc's rptest: carved bytes 1.5x those in use). So before carving,
  * such a class takes a free object of one of the next ZA_LEND_CLASSES
  * classes (at most a quarter bigger: sixteen classes per doubling), if
- * that class's current slab has one (slab.c: slab_lender). The object stays its slab's: free, usable size
- * and the checker see the bigger class. A sized free of it names the
- * smaller class: za_class_lends tells the sized frees that this is no
- * mismatch.
+ * that class's current slab has one (slab.c: slab_lender). The object
+ * stays its slab's: free, usable size and the checker see the bigger
+ * class. A sized free of it names the smaller class: za_class_lends tells
+ * the sized frees that this is no mismatch.
  */
 #define ZA_LEND_MIN     2048u
 #define ZA_LEND_CLASSES 4u
