@@ -505,16 +505,10 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 	char *tail = block_tail(p, size, end);
 	size_t closed = (size_t)(end - tail) + ZA_PAGE_SIZE;
 	if (za_os_protect(tail, closed, false) != 0) {
-		/* (Opened again in case part was closed; if even that fails,
-		 * the block is kept from the heap: a leak, not a fault.) */
-		if (za_os_protect(tail, closed, true) == 0) {
-			if (r->kind == ZA_REGION_HUGE) {
-				za_huge_free((struct za_huge *)r);
-			} else {
-				struct za_zone *zone = (struct za_zone *)r;
-				za_shim_free_run(zone, za_pfn_of(zone, base), base);
-			}
-		}
+		/* Given back as a block leaving the quarantine is: opened again
+		 * in case part was closed (or, if even that fails, kept from
+		 * the heap: a leak, not a fault). */
+		release(&(struct qent){ .p = base, .kind = r->kind == ZA_REGION_HUGE ? Q_HUGE : Q_RUN });
 		return za_shim_nomem(ZA_ENOMEM_OS);
 	}
 	if (r->kind == ZA_REGION_HUGE) {
