@@ -469,42 +469,60 @@ void za_slab_release(struct za_theap *heap, struct za_slab *slab)
  * the pages it carved stay resident while the class sleeps: with a
  * hundred classes used by turns (espresso) that is most of the RSS. Every
  * ZA_IDLE_SCAN_CALLS slow-path calls (a generic allocation, a current slab
- * emptied) a heap looks at its current slabs; one found empty, with the
- * same free-list head, at two scans in a row gives back every carved page
- * but the first, and carves them again when used: espresso's peak RSS
- * 3.75 -> 3.35 MB (glibc's: 2.36) for ~4% of its time, in madvise and
- * page faults. The scan keeps its note in the head page's `count`, so a
- * free pays for the countdown only. (A class busy at one object looks
- * idle and is trimmed once; it then holds one page, never trimmed.)
+ * emptied) a heap looks at its current slabs (cur_mask: the classes that
+ * have one); one found empty, with the same free-list head, at two scans
+ * in a row gives back every page it carved, the first too, and carves
+ * them again when used. A current slab that empties marks itself busy
+ * (free_slow zeroes the note), so the class of a malloc/free loop at one
+ * object is never trimmed. A class carved again soon after its trim (the
+ * trim bought a fault for nothing) waits twice as many scans before the
+ * next, up to 2^ZA_IDLE_WAIT_MAX; one that stayed away long waits less.
+ * The note lives in the head page's `count`, the rest in the heap.
  * Owner-only: an empty slab has no object out, so no other thread can
  * touch it.
  */
 static ZA_NOINLINE void slab_idle_scan(struct za_theap *heap)
 {
 	heap->idle_countdown = ZA_IDLE_SCAN_CALLS;
-	for (unsigned cls = 0; cls < ZA_NCLASSES; cls++) {
+	uint16_t scan = ++heap->idle_scans;
+	for (unsigned w = 0; w < sizeof heap->cur_mask / sizeof heap->cur_mask[0]; w++)
+	for (uint64_t m = heap->cur_mask[w]; m; m &= m - 1) {
+		unsigned cls = w * 64 + (unsigned)__builtin_ctzll(m);
 		struct za_slab *slab = heap->cur[cls];
-		if (slab == &za_slab_empty)
-			continue;
 		struct za_page *page = za_slab_page(slab);
 		size_t bytes = (size_t)slab->carved * za_classes[cls].size;
-		if (slab->used != 0 || bytes <= ZA_PAGE_SIZE) {
+		if (bytes && heap->idle_trimmed[cls]) {
+			/* Carved again since its trim: soon (the trim cost a
+			 * fault for nothing) waits longer next time; late, less. */
+			uint16_t gap = (uint16_t)(scan - heap->idle_trimmed[cls]);
+			if (gap <= (4u << heap->idle_wait[cls]) && heap->idle_wait[cls] < ZA_IDLE_WAIT_MAX)
+				heap->idle_wait[cls]++;
+			else if (gap > (16u << heap->idle_wait[cls]) && heap->idle_wait[cls])
+				heap->idle_wait[cls]--;
+			heap->idle_trimmed[cls] = 0;
+		}
+		if (slab->used != 0 || bytes == 0) {
 			page->count = 0;
 			continue;
 		}
 		uint32_t seen = (uint32_t)((uintptr_t)slab->free >> 4) | 1u;
 		if (page->count != seen) {
 			page->count = seen;
+			heap->idle_seen[cls] = 0;
 			continue;
 		}
+		if (++heap->idle_seen[cls] < (1u << heap->idle_wait[cls]))
+			continue;
 		page->count = 0;
+		heap->idle_seen[cls] = 0;
+		heap->idle_trimmed[cls] = scan ? scan : 1;
 		bytes = (bytes + ZA_PAGE_SIZE - 1) & ~(size_t)(ZA_PAGE_SIZE - 1);
-		za_os_decommit(slab_base(slab) + ZA_PAGE_SIZE, bytes - ZA_PAGE_SIZE);
+		za_os_decommit(slab_base(slab), bytes);
 		slab->free = NULL;
 		slab->carved = 0;
 		atomic_fetch_add_explicit(&za_slab_counters.idle_trims, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&za_slab_counters.idle_pages,
-					  (bytes >> ZA_PAGE_SHIFT) - 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&za_slab_counters.idle_pages, bytes >> ZA_PAGE_SHIFT,
+					  memory_order_relaxed);
 	}
 }
 
@@ -654,6 +672,7 @@ void za_slab_free_slow(struct za_theap *heap, struct za_slab *slab, void *p)
 		slab_retire_empty(heap, slab);
 		return;
 	}
+	za_slab_page(slab)->count = 0;   /* busy: not idle at the next scan */
 	if (unlikely(--heap->idle_countdown == 0))
 		slab_idle_scan(heap);
 }

@@ -99,6 +99,16 @@ struct za_theap {
 	uint32_t peak_pages;       /* most used_pages since peak_ms */
 	uint32_t peak_ms;
 	uint32_t idle_countdown;   /* slow-path calls to the next idle scan (slab.c) */
+	/* Classes whose `cur` is a slab, not the sentinel: the ones the idle
+	 * scan looks at (za_heap_set_cur keeps it). */
+	uint64_t cur_mask[(ZA_NCLASSES + 63) / 64];
+	/* The idle scan's record per class (slab.c): scans in a row that found
+	 * its slab unused, log2 of how many more it waits before a trim (grown
+	 * when a trimmed class came back soon), and the scan of its last trim. */
+	uint8_t idle_seen[ZA_NCLASSES];
+	uint8_t idle_wait[ZA_NCLASSES];
+	uint16_t idle_trimmed[ZA_NCLASSES];
+	uint16_t idle_scans;
 	/* Frees of other heaps' objects by this heap's threads: counted here,
 	 * not in a shared counter every freeing thread would write. */
 	uint64_t remote_frees;
@@ -236,7 +246,8 @@ ZA_NOINLINE void za_slab_free_marked(struct za_slab *slab, void *p);
 bool za_slab_object_free(struct za_slab *slab, void *p);
 void za_slab_remote_flush(struct za_theap *heap);
 #define ZA_RBUF_MAX 256   /* objects chained at most before a push */
-#define ZA_IDLE_SCAN_CALLS 2048   /* slow-path calls between idle scans */
+#define ZA_IDLE_SCAN_CALLS 256   /* slow-path calls between idle scans */
+#define ZA_IDLE_WAIT_MAX 6        /* a class waits at most 2^6 more scans */
 
 /* Counts an allocation of `size` bytes down the thread's profiling
  * interval: true when it crosses the end (the allocation to sample). */
@@ -253,6 +264,11 @@ static inline bool za_tls_prof_due(size_t size)
 static inline void za_heap_set_cur(struct za_theap *heap, unsigned cls, struct za_slab *slab)
 {
 	heap->cur[cls] = slab;
+	uint64_t bit = (uint64_t)1 << (cls % 64);
+	if (slab != &za_slab_empty)
+		heap->cur_mask[cls / 64] |= bit;
+	else
+		heap->cur_mask[cls / 64] &= ~bit;
 	uint32_t size = za_classes[cls].size;
 	if (size <= ZA_DIRECT_MAX) {
 		unsigned lo = cls ? za_classes[cls - 1].size / 16 + 1 : 0;

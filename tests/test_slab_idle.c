@@ -1,18 +1,27 @@
 /*
  * An idle class gives its pages back. A class's current slab stays with
  * it when it empties, so a program that uses a hundred sizes by turns
- * (espresso) would keep every page each size ever carved resident. After
- * two idle scans (slab.c: slab_idle_scan, every ZA_IDLE_SCAN_CALLS
- * slow-path calls) an empty current slab keeps its first page only.
+ * (espresso) would keep every page each size ever carved resident. An
+ * empty current slab found unused at two idle scans in a row (slab.c:
+ * slab_idle_scan, every ZA_IDLE_SCAN_CALLS slow-path calls) gives back
+ * every page it carved, its first too; a class that comes back soon after
+ * its trim waits longer before the next.
  *
- * Checks, with mincore(2): the pages of a freed class's objects beyond the
- * slab's first are resident after the frees and not resident after other
- * classes have kept the heap busy; a class still in use is not trimmed;
- * the trimmed class serves objects again (written and read back in full),
- * and the heap checks clean.
+ * Checks, with mincore(2) and the tier's trim counter:
+ *  - the pages of a freed class's objects are resident after the frees
+ *    and not resident after other classes have kept the heap busy, the
+ *    slab's first page included; so is the single page of a class that
+ *    carved one page only;
+ *  - a class still in use is not trimmed, nor is the class of a
+ *    malloc/free loop at one object (its slab empties at every free);
+ *  - a class used once every few scans is trimmed a few times at most,
+ *    not once per use;
+ *  - the trimmed class serves objects again (written and read back in
+ *    full), and the heap checks clean.
  *
  * Calls the za_* functions (libza_core): runs under the sanitizers too.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -24,18 +33,16 @@
 #define NOBJ 24     /* 18 pages carved, in one slab */
 #define PG ((uintptr_t)ZA_PAGE_SIZE)
 
-/* Resident pages among the pages holding objs[from..n), not counting the
- * page of objs[0] (the slab's first page, which a trim keeps). */
-static size_t resident_pages(void **objs, size_t n)
+/* Resident pages among the pages holding objs[0..n) of `size` bytes. */
+static size_t resident_pages(void **objs, size_t n, size_t size)
 {
-	uintptr_t first = (uintptr_t)objs[0] & ~(PG - 1);
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
 	for (size_t i = 0; i < n; i++) {
 		uintptr_t a = (uintptr_t)objs[i];
 		if (a < lo)
 			lo = a;
-		if (a + OBJ > hi)
-			hi = a + OBJ;
+		if (a + size > hi)
+			hi = a + size;
 	}
 	lo &= ~(PG - 1);
 	hi = (hi + PG - 1) & ~(PG - 1);
@@ -45,7 +52,7 @@ static size_t resident_pages(void **objs, size_t n)
 		return SIZE_MAX;
 	size_t r = 0;
 	for (size_t i = 0; i < npages; i++)
-		if ((vec[i] & 1) && lo + i * PG != first)
+		if (vec[i] & 1)
 			r++;
 	return r;
 }
@@ -60,6 +67,11 @@ static void keep_busy(size_t size, unsigned rounds)
 		memset(p, 1, 8);
 		F(free)(p);
 	}
+}
+
+static uint64_t trims(void)
+{
+	return atomic_load(&za_slab_counters.idle_trims);
 }
 
 int main(void)
@@ -83,15 +95,38 @@ int main(void)
 
 	for (size_t i = 0; i < NOBJ; i++)
 		F(free)(objs[i]);
-	size_t before = resident_pages(objs, NOBJ);
-	size_t busy_before = resident_pages(busy, NOBJ);
-	printf("  after the frees: %zu pages resident beyond the first (busy class %zu)\n",
-	       before, busy_before);
-	CHECK_MSG(before >= 15 && before != SIZE_MAX, "%zu pages resident", before);
+	/* A class that carved one page: one object, freed. */
+	void *one = F(malloc)(200);
+	CHECK(one != NULL);
+	memset(one, 0x3c, 200);
+	F(free)(one);
+	size_t before = resident_pages(objs, NOBJ, OBJ);
+	size_t busy_before = resident_pages(busy, NOBJ, OBJ + 600);
+	size_t one_before = resident_pages(&one, 1, 200);
+	printf("  after the frees: %zu pages resident (busy class %zu, one-page class %zu)\n",
+	       before, busy_before, one_before);
+	CHECK_MSG(before >= 16 && before != SIZE_MAX, "%zu pages resident", before);
+	CHECK_MSG(one_before == 1, "the one-page class: %zu pages resident", one_before);
 
+	/* A malloc/free loop at one object: every free empties its class's
+	 * current slab, which is busy, not idle. */
+	uint64_t t0 = trims();
 	keep_busy(40, 3 * ZA_IDLE_SCAN_CALLS);
-	size_t after = resident_pages(objs, NOBJ);
-	size_t busy_after = resident_pages(busy, NOBJ);
+	uint64_t loop_trims = trims() - t0;
+	size_t after = resident_pages(objs, NOBJ, OBJ);
+	size_t busy_after = resident_pages(busy, NOBJ, OBJ + 600);
+	size_t one_after = resident_pages(&one, 1, 200);
+	printf("  after 3 scan intervals of malloc/free pairs of another class: %zu (busy class %zu, "
+	       "one-page class %zu), %llu trims\n", after, busy_after, one_after,
+	       (unsigned long long)loop_trims);
+	CHECK_MSG(one_after == 0, "the idle one-page class kept its page");
+	CHECK_MSG(loop_trims <= 2, "%llu trims in 3 scan intervals", (unsigned long long)loop_trims);
+	t0 = trims();
+	keep_busy(40, 40 * ZA_IDLE_SCAN_CALLS);
+	loop_trims = trims() - t0;
+	printf("  40 more scan intervals of the loop: %llu trims\n", (unsigned long long)loop_trims);
+	CHECK_MSG(loop_trims == 0, "the loop's class was trimmed %llu times",
+		  (unsigned long long)loop_trims);
 	printf("  after 3 scan intervals of malloc/free pairs of another class: %zu (busy class %zu)\n", after,
 	       busy_after);
 	CHECK_MSG(after == 0, "%zu pages of an idle class still resident", after);
@@ -104,6 +139,22 @@ int main(void)
 			j++;
 		CHECK_MSG(j == OBJ + 600, "busy object %zu changed at byte %zu", i, j);
 	}
+
+	/* A class used once every 4 scan intervals: trimmed the first times,
+	 * then it waits longer than it sleeps. */
+	t0 = trims();
+	unsigned uses = 100;
+	for (unsigned i = 0; i < uses; i++) {
+		void *q = F(malloc)(opaque_size(700));
+		CHECK(q != NULL);
+		memset(q, 7, 700);
+		F(free)(q);
+		keep_busy(40, 4 * ZA_IDLE_SCAN_CALLS);
+	}
+	uint64_t turn_trims = trims() - t0;
+	printf("  a class used once every 4 scan intervals, %u times: %llu trims\n", uses,
+	       (unsigned long long)turn_trims);
+	CHECK_MSG(turn_trims >= 1 && turn_trims <= 8, "%llu trims", (unsigned long long)turn_trims);
 
 	/* The trimmed class works as before: the same slab, carved again. */
 	void *again[NOBJ];
