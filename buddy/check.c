@@ -23,7 +23,6 @@ int (*za_check_hook)(struct za_check_result *res);
 
 static int check_zone(struct za_zone *zone, struct za_check_result *res)
 {
-	const struct za_page *pages = zone->pages;
 	const int zi = zone->index;
 	uint32_t free_heads[ZA_MAX_ORDER] = { 0 }, free_pages = 0, released = 0;
 
@@ -33,15 +32,15 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	if (wild > ZA_ZONE_PAGES || wild % ZA_MAX_BLOCK_PAGES)
 		FAIL(zi, wild, -1, "wilderness starts at pfn %u", wild);
 	for (uint32_t pfn = wild; pfn < ZA_ZONE_PAGES; pfn++)
-		if (pages[pfn].state != ZA_PG_TAIL || zone->slab_map[pfn] ||
+		if (za_page_at(zone, pfn)->state != ZA_PG_TAIL || zone->slab_map[pfn] ||
 		    za_page_resident(zone, pfn))
 			FAIL(zi, pfn, -1, "wilderness page %u is in use (state %u)", pfn,
-			     pages[pfn].state);
+			     za_page_at(zone, pfn)->state);
 	free_pages = released = ZA_ZONE_PAGES - wild;
 
 	/* 1. Walk the page map block by block: every page covered once. */
 	for (uint32_t pfn = 0; pfn < wild;) {
-		const struct za_page *p = &pages[pfn];
+		const struct za_page *p = za_page_at(zone, pfn);
 		uint32_t span;
 
 		switch (p->state) {
@@ -53,6 +52,10 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 				FAIL(zi, pfn, p->order, "block order %u out of range", p->order);
 			if (pfn & ((1u << p->order) - 1))
 				FAIL(zi, pfn, p->order, "block not aligned to its order");
+			/* free() finds a slab's head by za_page_at_plane0 */
+			if (p->state == ZA_PG_SLAB && p->order < ZA_MAP_PLANE_ORDER)
+				FAIL(zi, pfn, p->order, "slab of order %u, below the page map's plane order",
+				     p->order);
 			span = 1u << p->order;
 			break;
 		case ZA_PG_RUN:
@@ -69,7 +72,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 		if (pfn + span > wild)
 			FAIL(zi, pfn, p->order, "block runs past the end of the zone");
 		for (uint32_t i = 1; i < span; i++) {
-			const struct za_page *t = &pages[pfn + i];
+			const struct za_page *t = za_page_at(zone, pfn + i);
 			if (t->state != ZA_PG_TAIL)
 				FAIL(zi, pfn + i, p->order,
 				     "page %u inside the block at pfn %u has state %u", pfn + i,
@@ -89,7 +92,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			free_pages += span;
 			/* 2. Free buddies of equal order must have merged. */
 			if (p->order < ZA_MAX_ORDER - 1) {
-				const struct za_page *b = &pages[pfn ^ (1u << p->order)];
+				const struct za_page *b = za_page_at(zone, pfn ^ (1u << p->order));
 				if (b->state == ZA_PG_FREE && b->order == p->order)
 					FAIL(zi, pfn, p->order, "free buddies at pfn %u and %u not merged",
 					     pfn, pfn ^ (1u << p->order));
@@ -107,22 +110,23 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 			uint32_t nl = 0, prev = ZA_PFN_NONE;
 			bool seen_released = false;
 			for (uint32_t pfn = zone->free_head[l][k]; pfn != ZA_PFN_NONE;
-			     pfn = pages[pfn].next) {
+			     pfn = za_page_at(zone, pfn)->next) {
 				if (pfn >= ZA_ZONE_PAGES)
 					FAIL(zi, pfn, (int)k,
 					     "free list %u/%u links to pfn %u outside the zone", l, k, pfn);
-				if (pages[pfn].state != ZA_PG_FREE || pages[pfn].order != k)
+				const struct za_page *fp = za_page_at(zone, pfn);
+				if (fp->state != ZA_PG_FREE || fp->order != k)
 					FAIL(zi, pfn, (int)k,
 					     "free list %u/%u holds a block with state %u order %u", l, k,
-					     pages[pfn].state, pages[pfn].order);
+					     fp->state, fp->order);
 				if (za_free_list_of(zone, pfn, k) != l)
 					FAIL(zi, pfn, (int)k,
 					     "free list %u/%u holds a block of pageblock kind %u", l, k,
 					     zone->pageblock_kind[pfn >> ZA_PAGEBLOCK_ORDER]);
-				if (pages[pfn].prev != prev)
+				if (fp->prev != prev)
 					FAIL(zi, pfn, (int)k, "free list %u/%u: prev link is %u, expected %u",
-					     l, k, pages[pfn].prev, prev);
-				if (pages[pfn].count == (1u << k))
+					     l, k, fp->prev, prev);
+				if (fp->count == (1u << k))
 					seen_released = true;
 				else if (seen_released)
 					FAIL(zi, pfn, (int)k,
@@ -163,7 +167,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 		uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER;
 		bool whole = pfn >= wild;
 		for (unsigned k = ZA_PAGEBLOCK_ORDER; !whole && k < ZA_MAX_ORDER; k++) {
-			const struct za_page *h = &pages[pfn & ~((1u << k) - 1)];
+			const struct za_page *h = za_page_at(zone, pfn & ~((1u << k) - 1));
 			whole = h->order == k && (h->state == ZA_PG_FREE ||
 						  (h->state == ZA_PG_BLOCK && (h->flags & ZA_PGF_ISOLATED)));
 		}
@@ -187,7 +191,7 @@ static int check_zone(struct za_zone *zone, struct za_check_result *res)
 	 * count of released pages is exact. The walk above proved the
 	 * structure, so blocks can be stepped through safely. */
 	for (uint32_t pfn = 0; pfn < wild;) {
-		const struct za_page *p = &pages[pfn];
+		const struct za_page *p = za_page_at(zone, pfn);
 		uint32_t span = p->state == ZA_PG_RUN || p->state == ZA_PG_RUN_CACHED
 					? p->count : 1u << p->order;
 		uint32_t nonresident = za_count_released(zone, pfn, span);

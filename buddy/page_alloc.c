@@ -38,13 +38,13 @@ bool za_buddy_grouping = true;
 static inline void __link(struct za_zone *zone, unsigned l, uint32_t pfn, unsigned order,
 			  bool at_head)
 {
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 	if (at_head) {
 		uint32_t head = zone->free_head[l][order];
 		page->prev = ZA_PFN_NONE;
 		page->next = head;
 		if (head != ZA_PFN_NONE)
-			zone->pages[head].prev = pfn;
+			za_page_at(zone, head)->prev = pfn;
 		else
 			zone->free_tail[l][order] = pfn;
 		zone->free_head[l][order] = pfn;
@@ -53,7 +53,7 @@ static inline void __link(struct za_zone *zone, unsigned l, uint32_t pfn, unsign
 		page->next = ZA_PFN_NONE;
 		page->prev = tail;
 		if (tail != ZA_PFN_NONE)
-			zone->pages[tail].next = pfn;
+			za_page_at(zone, tail)->next = pfn;
 		else
 			zone->free_head[l][order] = pfn;
 		zone->free_tail[l][order] = pfn;
@@ -63,13 +63,13 @@ static inline void __link(struct za_zone *zone, unsigned l, uint32_t pfn, unsign
 
 static inline void __unlink(struct za_zone *zone, unsigned l, uint32_t pfn, unsigned order)
 {
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 	if (page->prev != ZA_PFN_NONE)
-		zone->pages[page->prev].next = page->next;
+		za_page_at(zone, page->prev)->next = page->next;
 	else
 		zone->free_head[l][order] = page->next;
 	if (page->next != ZA_PFN_NONE)
-		zone->pages[page->next].prev = page->prev;
+		za_page_at(zone, page->next)->prev = page->prev;
 	else
 		zone->free_tail[l][order] = page->prev;
 	page->next = page->prev = ZA_PFN_NONE;
@@ -99,7 +99,7 @@ static inline void __set_kind(struct za_zone *zone, uint32_t pfn, unsigned order
 static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order,
 			      uint32_t released, uint64_t freed_ms)
 {
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 
 	if (order >= ZA_PAGEBLOCK_ORDER)
 		__set_kind(zone, pfn, order, ZA_KIND_NONE);
@@ -123,7 +123,7 @@ static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order
  * released (they count as committed again from here on). */
 static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 	uint32_t released = page->count;
 
 	__unlink(zone, za_free_list_of(zone, pfn, order), pfn, order);
@@ -239,13 +239,13 @@ static uint32_t __take(struct za_zone *zone, uint32_t pfn, unsigned pick, unsign
 {
 	if (*budget != SIZE_MAX)
 		*budget -= cost;
-	uint64_t age = zone->pages[pfn].freed_ms;
+	uint64_t age = za_page_at(zone, pfn)->freed_ms;
 	uint32_t released = __expand(zone, &pfn, order, pick, __list_del(zone, pfn, pick), age, kind);
 	if (order >= ZA_PAGEBLOCK_ORDER)
 		__set_kind(zone, pfn, order, kind);
 	if (released)
 		__mark_resident(zone, pfn, 1u << order);
-	zone->pages[pfn].flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
+	za_page_at(zone, pfn)->flags = released == (1u << order) ? ZA_PGF_FRESH : 0;
 	zone->alloc_calls[order]++;
 	return pfn;
 }
@@ -268,7 +268,7 @@ again:;
 	for (; mask; mask &= mask - 1) {
 		unsigned found = order + (unsigned)__builtin_ctz(mask);
 		uint32_t pfn = zone->free_head[found >= ZA_PAGEBLOCK_ORDER ? ZA_KIND_NONE : kind][found];
-		const struct za_page *head = &zone->pages[pfn];
+		const struct za_page *head = za_page_at(zone, pfn);
 		uint32_t cost = __commit_cost(head, found, order);
 		if (cost > *budget)
 			continue;
@@ -293,7 +293,7 @@ static uint32_t __pageblock_free_pages(const struct za_zone *zone, uint32_t pb)
 {
 	uint32_t n = 0, end = (pb + 1) << ZA_PAGEBLOCK_ORDER;
 	for (uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER; pfn < end;) {
-		const struct za_page *p = &zone->pages[pfn];
+		const struct za_page *p = za_page_at(zone, pfn);
 		if (p->state == ZA_PG_FREE) {
 			n += 1u << p->order;
 			pfn += 1u << p->order;
@@ -311,7 +311,7 @@ static void __claim_pageblock(struct za_zone *zone, uint32_t pb, unsigned kind)
 	unsigned old = zone->pageblock_kind[pb];
 	uint32_t end = (pb + 1) << ZA_PAGEBLOCK_ORDER;
 	for (uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER; pfn < end;) {
-		struct za_page *p = &zone->pages[pfn];
+		struct za_page *p = za_page_at(zone, pfn);
 		if (p->state != ZA_PG_FREE) {
 			pfn++;
 			continue;
@@ -351,14 +351,14 @@ uint32_t __za_rmqueue_fallback(struct za_zone *zone, unsigned order, unsigned ki
 			unsigned bit = 31u - (unsigned)__builtin_clz(mask);
 			unsigned found = order + bit;
 			uint32_t pfn = zone->free_head[other][found];
-			uint32_t cost = __commit_cost(&zone->pages[pfn], found, order);
+			uint32_t cost = __commit_cost(za_page_at(zone, pfn), found, order);
 			mask &= ~(1u << bit);
 			if (cost > *budget)
 				continue;
 			uint32_t pb = pfn >> ZA_PAGEBLOCK_ORDER;
 			bool claim = found >= ZA_PAGEBLOCK_ORDER - 1 ||
 				     __pageblock_free_pages(zone, pb) >= ZA_PAGEBLOCK_PAGES / 2;
-			if (!claim && !any && zone->pages[pfn].count == (1u << found))
+			if (!claim && !any && za_page_at(zone, pfn)->count == (1u << found))
 				continue;
 			zone->fallbacks++;
 			if (claim)
@@ -379,7 +379,7 @@ uint32_t __za_rmqueue_smallest(struct za_zone *zone, unsigned order)
 
 static inline bool __buddy_is_free(const struct za_zone *zone, uint32_t buddy, unsigned order)
 {
-	const struct za_page *b = &zone->pages[buddy];
+	const struct za_page *b = za_page_at(zone, buddy);
 	/* Allocated buddies change state under other locks (per-thread caches);
 	 * FREE is only ever entered or left under this zone's lock. */
 	return __atomic_load_n(&b->state, __ATOMIC_RELAXED) == ZA_PG_FREE && b->order == order;
@@ -395,16 +395,16 @@ struct za_merge_result __za_free_one(struct za_zone *zone, uint32_t pfn, unsigne
 	 * it, one fault per decay time.) */
 	uint64_t age = released < (1u << order) ? za_now_ms_cheap() : UINT64_MAX;
 
-	zone->pages[pfn].flags = 0;
+	za_page_at(zone, pfn)->flags = 0;
 	while (order < ZA_MAX_ORDER - 1) {
 		uint32_t buddy = pfn ^ (1u << order);
 		if (!__buddy_is_free(zone, buddy, order))
 			break;
-		const struct za_page *b = &zone->pages[buddy];
+		const struct za_page *b = za_page_at(zone, buddy);
 		if (b->count < (1u << order) && b->freed_ms < age)
 			age = b->freed_ms;
 		released += __list_del(zone, buddy, order);
-		zone->pages[pfn].state = ZA_PG_TAIL;
+		za_page_at(zone, pfn)->state = ZA_PG_TAIL;
 		pfn &= buddy;
 		order++;
 		res.merges++;
@@ -430,7 +430,7 @@ void __za_free_range(struct za_zone *zone, uint32_t pfn, uint32_t end, bool rele
 		__mark_released(zone, pfn, end - pfn);
 	while (pfn < end) {
 		unsigned order = block_order_at(pfn, end);
-		zone->pages[pfn].state = ZA_PG_TAIL;
+		za_page_at(zone, pfn)->state = ZA_PG_TAIL;
 		__za_free_one(zone, pfn, order, released ? 1u << order : 0);
 		pfn += 1u << order;
 	}
@@ -457,8 +457,8 @@ static void *zones_alloc(unsigned order, unsigned kind, size_t budget, bool any)
 				pfn = pass == 0 ? __za_rmqueue(zone, order, kind, &budget)
 						: __za_rmqueue_fallback(zone, order, kind, &budget, any);
 			if (pfn != ZA_PFN_NONE) {
-				zone->pages[pfn].state = ZA_PG_BLOCK;
-				zone->pages[pfn].order = (uint8_t)order;
+				za_page_at(zone, pfn)->state = ZA_PG_BLOCK;
+				za_page_at(zone, pfn)->order = (uint8_t)order;
 			}
 			pthread_mutex_unlock(&zone->lock);
 			if (pfn != ZA_PFN_NONE)
@@ -490,7 +490,7 @@ void *za_buddy_alloc(unsigned order, unsigned kind, size_t budget)
 static void zone_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
 	za_lock(&zone->lock);
-	zone->pages[pfn].state = ZA_PG_TAIL;
+	za_page_at(zone, pfn)->state = ZA_PG_TAIL;
 	zone->free_calls[order]++;
 	__za_free_one(zone, pfn, order, 0);
 	pthread_mutex_unlock(&zone->lock);
@@ -550,7 +550,7 @@ static uint32_t covering_head(const struct za_zone *zone, uint32_t pfn)
 {
 	for (unsigned k = 1; k < ZA_MAX_ORDER; k++) {
 		uint32_t head = pfn & ~((1u << k) - 1);
-		const struct za_page *h = &zone->pages[head];
+		const struct za_page *h = za_page_at(zone, head);
 		if (h->state == ZA_PG_TAIL)
 			continue;
 		uint32_t span = h->state == ZA_PG_RUN ? h->count : 1u << (h->order & 31);
@@ -566,12 +566,12 @@ void za_buddy_bad_free(const void *ptr, const char *call, const char *what,
 		za_misuse("%s(%p): %s", call, ptr, what);
 		return;
 	}
-	const struct za_page *page = &zone->pages[pfn];
+	const struct za_page *page = za_page_at(zone, pfn);
 	/* A block freed twice has usually merged with its buddy by then, so
 	 * its head is a tail page of a larger free block: say which. */
 	uint32_t head = page->state == ZA_PG_TAIL ? covering_head(zone, pfn) : ZA_PFN_NONE;
 	if (head != ZA_PFN_NONE) {
-		const struct za_page *h = &zone->pages[head];
+		const struct za_page *h = za_page_at(zone, head);
 		if (h->state == ZA_PG_FREE || h->state == ZA_PG_PCP)
 			za_misuse("%s(%p): %s: zone %d pfn %u is free%s: inside the "
 				  "free block at pfn %u (order %u), expected order %d",
@@ -618,7 +618,7 @@ void za_buddy_free(void *block, unsigned order)
 	struct za_zone *zone = checked_zone(block, "za_free_pages", &pfn);
 	if (unlikely(!zone))
 		return;
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 
 	if (unlikely(order >= ZA_MAX_ORDER)) {
 		za_buddy_bad_free(block, "za_free_pages", "order out of range", zone, pfn,
@@ -648,7 +648,7 @@ void za_buddy_make_run(void *block, unsigned order, uint32_t npages)
 	uint32_t end = pfn + (1u << order);
 
 	za_lock(&zone->lock);
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	/* The tail of a block that was never touched goes back untouched. */
 	bool fresh = head->flags & ZA_PGF_FRESH;
 	head->state = ZA_PG_RUN;
@@ -665,7 +665,7 @@ void za_buddy_free_run(void *run, uint32_t npages)
 	struct za_zone *zone = checked_zone(run, "za_free_pages_exact", &pfn);
 	if (unlikely(!zone))
 		return;
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 
 	if (unlikely(head->state != ZA_PG_RUN)) {
 		za_buddy_bad_free(run, "za_free_pages_exact",
@@ -684,7 +684,7 @@ void za_buddy_free_run(void *run, uint32_t npages)
 
 void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn)
 {
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	uint32_t npages = head->count;
 
 	za_buddy_freed_note(za_page_addr(zone, pfn));
@@ -700,7 +700,7 @@ struct za_page *za_buddy_make_slab(void *block, unsigned order)
 {
 	struct za_zone *zone = za_zone_of(block);
 	uint32_t pfn = za_pfn_of(zone, block);
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 
 	/* Under the lock, so a concurrent za_buddy_check never sees a slab
 	 * head without its map. The other pages' entries stay as any block's
@@ -719,7 +719,7 @@ void za_buddy_free_slab(void *block)
 {
 	struct za_zone *zone = za_zone_of(block);
 	uint32_t pfn = za_pfn_of(zone, block);
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	unsigned order = head->order;
 
 	za_lock(&zone->lock);
@@ -736,7 +736,7 @@ static void __free_span(struct za_zone *zone, uint32_t pfn, uint32_t end)
 {
 	while (pfn < end) {
 		unsigned order = block_order_at(pfn, end);
-		zone->pages[pfn].state = ZA_PG_TAIL;
+		za_page_at(zone, pfn)->state = ZA_PG_TAIL;
 		__za_free_one(zone, pfn, order, __count_released(zone, pfn, 1u << order));
 		pfn += 1u << order;
 	}
@@ -747,7 +747,7 @@ static uint32_t __free_block_containing(struct za_zone *zone, uint32_t pfn, unsi
 {
 	for (unsigned k = 0; k < ZA_MAX_ORDER; k++) {
 		uint32_t head = pfn & ~((1u << k) - 1);
-		const struct za_page *p = &zone->pages[head];
+		const struct za_page *p = za_page_at(zone, head);
 		if (p->state == ZA_PG_FREE && p->order == k) {
 			*order = k;
 			return head;
@@ -792,7 +792,7 @@ bool za_buddy_resize_run(void *run, uint32_t npages, bool into_released)
 	struct za_zone *zone = checked_zone(run, "realloc", &pfn);
 	if (unlikely(!zone))
 		return false;
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	bool ok = true;
 
 	if (npages == 0 || npages > ZA_MAX_BLOCK_PAGES || pfn + npages > ZA_ZONE_PAGES)
@@ -826,22 +826,22 @@ size_t za_buddy_run_pages(const void *run)
 	struct za_zone *zone = za_zone_of(run);
 	if (!zone || ((uintptr_t)run & (ZA_PAGE_SIZE - 1)))
 		return 0;
-	const struct za_page *head = &zone->pages[za_pfn_of(zone, run)];
+	const struct za_page *head = za_page_at(zone, za_pfn_of(zone, run));
 	return head->state == ZA_PG_RUN ? head->count : 0;
 }
 
 uint32_t __za_isolate_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
 	uint32_t released = __list_del(zone, pfn, order);
-	zone->pages[pfn].state = ZA_PG_BLOCK;
-	zone->pages[pfn].order = (uint8_t)order;
-	zone->pages[pfn].flags |= ZA_PGF_ISOLATED;   /* __za_free_one clears it */
+	za_page_at(zone, pfn)->state = ZA_PG_BLOCK;
+	za_page_at(zone, pfn)->order = (uint8_t)order;
+	za_page_at(zone, pfn)->flags |= ZA_PGF_ISOLATED;   /* __za_free_one clears it */
 	return released;
 }
 
 void __za_putback_released(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
-	zone->pages[pfn].state = ZA_PG_TAIL;
+	za_page_at(zone, pfn)->state = ZA_PG_TAIL;
 	__mark_released(zone, pfn, 1u << order);
 	__za_free_one(zone, pfn, order, 1u << order);
 }
@@ -873,6 +873,6 @@ void za_buddy_block_clear(void *block, size_t bytes)
 bool za_buddy_block_fresh(const void *block)
 {
 	struct za_zone *zone = za_zone_of(block);
-	return zone && (zone->pages[za_pfn_of(zone, block)].flags & ZA_PGF_FRESH) &&
+	return zone && (za_page_at(zone, za_pfn_of(zone, block))->flags & ZA_PGF_FRESH) &&
 	       za_released_reads_zero();
 }

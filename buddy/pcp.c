@@ -85,7 +85,7 @@ static inline struct za_zone *pcp_page_zone(const struct za_page *page)
 static inline void pcp_push(struct za_pcp *pcp, struct za_zone *zone, uint32_t pfn,
 			    unsigned order)
 {
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 	/* The state byte changes here under the cache lock while a zone-lock
 	 * holder may read it as a buddy: an atomic byte store, never FREE. */
 	__atomic_store_n(&page->state, (uint8_t)ZA_PG_PCP, __ATOMIC_RELAXED);
@@ -102,7 +102,7 @@ static void __pcp_flush(struct za_pcp *pcp, unsigned order, uint32_t nr)
 	while (nr-- && pcp->list[order]) {
 		struct za_page *page = pcp->list[order];
 		struct za_zone *zone = pcp_page_zone(page);
-		uint32_t pfn = (uint32_t)(page - zone->pages);
+		uint32_t pfn = za_page_pfn(zone, page);
 
 		pcp->list[order] = page->pcp_next;
 		pcp->count[order]--;
@@ -158,7 +158,7 @@ static void __pcp_run_evict(struct za_pcp *pcp, uint32_t i)
 {
 	struct za_page *head = pcp->run_head[i];
 	struct za_zone *zone = za_zone_of(pcp->run_addr[i]);
-	uint32_t pfn = (uint32_t)(head - zone->pages), n = pcp->run_npages[i];
+	uint32_t pfn = za_page_pfn(zone, head), n = pcp->run_npages[i];
 
 	za_buddy_freed_note(pcp->run_addr[i]);   /* a freed run leaves its RUN_CACHED state */
 	pcp_run_remove(pcp, i);
@@ -253,7 +253,7 @@ void *za_pcp_alloc(unsigned order, size_t budget)
 	page->prev = ZA_PFN_NONE;
 	__atomic_store_n(&page->state, (uint8_t)ZA_PG_BLOCK, __ATOMIC_RELAXED);
 	za_pcp_exit(pcp);
-	return za_page_addr(zone, (uint32_t)(page - zone->pages));
+	return za_page_addr(zone, za_page_pfn(zone, page));
 }
 
 bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order)
@@ -262,7 +262,7 @@ bool za_pcp_free(struct za_zone *zone, uint32_t pfn, unsigned order)
 	if (unlikely(!pcp))
 		return false;
 	za_pcp_enter(pcp);
-	zone->pages[pfn].flags &= (uint8_t)~ZA_PGF_FRESH;   /* used memory is not fresh */
+	za_page_at(zone, pfn)->flags &= (uint8_t)~ZA_PGF_FRESH;   /* used memory is not fresh */
 	pcp_push(pcp, zone, pfn, order);
 	if (unlikely(pcp->count[order] > pcp_high[order]))
 		__pcp_flush(pcp, order, pcp_high[order] / 2);

@@ -76,8 +76,8 @@ static unsigned __isolate(struct za_zone *zone, uint64_t now, uint64_t min_age_m
 		for (unsigned l = 0; l < ZA_FREE_LISTS; l++) {
 			for (uint32_t pfn = zone->free_head[l][k];
 			     pfn != ZA_PFN_NONE && *budget && n < ISOLATE_BATCH && *pages < want_pages;
-			     pfn = zone->pages[pfn].next) {
-				const struct za_page *p = &zone->pages[pfn];
+			     pfn = za_page_at(zone, pfn)->next) {
+				const struct za_page *p = za_page_at(zone, pfn);
 				(*budget)--;
 				if (p->count == (1u << k))
 					break;   /* the rest of the list is released already */

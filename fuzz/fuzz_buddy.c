@@ -61,7 +61,7 @@ static void shadow_free(int i)
 		za_free_pages_exact(l.p, l.pages);
 	/* Freed memory is really returned: its head is no longer allocated. */
 	struct za_zone *zone = za_zone_of(l.p);
-	uint8_t state = zone->pages[za_pfn_of(zone, l.p)].state;
+	uint8_t state = za_page_at(zone, za_pfn_of(zone, l.p))->state;
 	FUZZ_ASSERT(state != ZA_PG_BLOCK && state != ZA_PG_RUN, "freed block %p still allocated",
 		    (void *)l.p);
 	live[i] = live[--nlive];

@@ -381,7 +381,7 @@ static void release(const struct qent *e)
 	}
 	struct za_zone *zone = (struct za_zone *)r;
 	uint32_t pfn = za_pfn_of(zone, e->p);
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	void *base = (void *)((uintptr_t)e->p & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
 	if (za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true) != 0)
 		return;   /* kept no-access, out of the heap's reach: a leak */
@@ -518,7 +518,7 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 		h->guard_user = (uintptr_t)p;
 	} else {
 		struct za_zone *zone = (struct za_zone *)r;
-		struct za_page *head = &zone->pages[za_pfn_of(zone, base)];
+		struct za_page *head = za_page_at(zone, za_pfn_of(zone, base));
 		head->flags |= ZA_PGF_GUARD;
 		*run_of(head) = (struct guard_run){ p, size };
 	}
@@ -576,7 +576,7 @@ static bool block_find(const void *p, struct gblock *b, bool *start)
 	struct za_zone *zone = (struct za_zone *)r;
 	uint32_t pfn = za_pfn_of(zone, p);
 	/* The block starts in its run's first page. */
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	if (head->state != ZA_PG_RUN || !(head->flags & ZA_PGF_GUARD))
 		return false;
 	*b = (struct gblock){ .kind = Q_RUN, .slot = (size_t)head->count << ZA_PAGE_SHIFT,
@@ -862,7 +862,7 @@ static void segv_say(uintptr_t a, bool write)
 			uint32_t pfn = za_pfn_of(zone, (void *)a);
 			/* The run's head is at most a run's length below. */
 			for (uint32_t k = 0; k <= ZA_MAX_BLOCK_PAGES + 1 && k <= pfn; k++) {
-				struct za_page *h = &zone->pages[pfn - k];
+				struct za_page *h = za_page_at(zone, pfn - k);
 				if (h->state == ZA_PG_TAIL)
 					continue;
 				if (h->state == ZA_PG_RUN && (h->flags & ZA_PGF_GUARD) && h->count > k) {
@@ -924,7 +924,7 @@ static int check_fail(struct za_check_result *res, int zone, uint32_t pfn, const
 static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res)
 {
 	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES; pfn++) {
-		struct za_page *page = &zone->pages[pfn];
+		struct za_page *page = za_page_at(zone, pfn);
 		if (page->state != ZA_PG_SLAB)
 			continue;
 		struct za_slab *slab = za_page_slab(page);

@@ -82,7 +82,7 @@ struct za_slab *za_shim_bad_slab_pointer(void *p, const char *call)
 
 void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
 {
-	struct za_page *head = &zone->pages[pfn];
+	struct za_page *head = za_page_at(zone, pfn);
 	if (unlikely(head->state != ZA_PG_RUN || ((uintptr_t)p & (ZA_PAGE_SIZE - 1)))) {
 		za_shim_free_slow(p, "free");
 		return;
@@ -139,8 +139,8 @@ bool za_shim_free_slow(void *p, const char *call)
 	}
 	struct za_zone *zone = (struct za_zone *)r;
 	uint32_t pfn = za_pfn_of(zone, p);
-	if (unlikely((uintptr_t)p & (ZA_PAGE_SIZE - 1)) || zone->pages[pfn].state != ZA_PG_RUN) {
-		uint8_t state = zone->pages[pfn].state;
+	if (unlikely((uintptr_t)p & (ZA_PAGE_SIZE - 1)) || za_page_at(zone, pfn)->state != ZA_PG_RUN) {
+		uint8_t state = za_page_at(zone, pfn)->state;
 		/* Free pages are a double free only if a run or block was
 		 * given back there lately (buddy: the freed ring); else the
 		 * pointer is into pages never handed out, such as a run's
@@ -199,7 +199,7 @@ size_t za_shim_usable_size_plain(const void *p, const char *call)
 	if (freed)
 		za_misuse("%s(%p): the huge block was freed (%zu bytes)", call, p, freed);
 	else if (zone && !((uintptr_t)p & (ZA_PAGE_SIZE - 1)) &&
-		 (zone->pages[za_pfn_of(zone, p)].state == ZA_PG_RUN_CACHED ||
+		 (za_page_at(zone, za_pfn_of(zone, p))->state == ZA_PG_RUN_CACHED ||
 		  za_buddy_freed_recently(p)))
 		za_misuse("%s(%p): the run was freed", call, p);
 	else
@@ -276,7 +276,7 @@ static inline __attribute__((always_inline)) void *realloc_in_zone(struct za_zon
 								     size_t size)
 {
 	uint32_t pfn = za_pfn_of(zone, p);
-	struct za_page *page = &zone->pages[pfn];
+	struct za_page *page = za_page_at(zone, pfn);
 	struct za_slab *slab = za_shim_slab_at(zone, pfn, p, "realloc");
 	if (slab) {
 		if (unlikely(slab == &za_slab_sink))

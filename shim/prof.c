@@ -151,7 +151,7 @@ static void *sampled_alloc(size_t size, bool zero, void *caller)
 		((struct za_huge *)r)->prof = s;
 	} else {
 		struct za_zone *zone = (struct za_zone *)r;
-		struct za_page *head = &zone->pages[za_pfn_of(zone, p)];
+		struct za_page *head = za_page_at(zone, za_pfn_of(zone, p));
 		head->prof_sample = s;
 		head->flags |= ZA_PGF_SAMPLED;
 	}
@@ -249,7 +249,7 @@ size_t za_prof_sampled_size(const void *p)
 	const struct za_zone *zone = (const struct za_zone *)r;
 	if ((uintptr_t)p & (ZA_PAGE_SIZE - 1))
 		return 0;
-	const struct za_page *head = &zone->pages[za_pfn_of(zone, p)];
+	const struct za_page *head = za_page_at(zone, za_pfn_of(zone, p));
 	if (head->state != ZA_PG_RUN || !(head->flags & ZA_PGF_SAMPLED))
 		return 0;
 	return ((const struct prof_sample *)head->prof_sample)->size;

@@ -123,7 +123,7 @@ static inline void *za_shim_malloc(size_t size)
 static inline struct za_slab *za_shim_slab_valid(struct za_zone *zone, uint32_t pfn,
 						 unsigned so, const void *p)
 {
-	struct za_page *page = &zone->pages[pfn + 1 - so];
+	struct za_page *page = za_page_at_plane0(zone, pfn + 1 - so);
 	struct za_slab *slab = za_page_slab(page);
 	uint32_t off = ((so - 1) << ZA_PAGE_SHIFT) | ((uint32_t)(uintptr_t)p & (ZA_PAGE_SIZE - 1));
 	if (unlikely(za_class_index(page->owner_word, page->owner_data, off) >= slab->capacity))

@@ -59,7 +59,7 @@ static void heap_walk(struct heap_walk *w)
 		za_lock(&zone->lock);
 		if (atomic_load(&zone->active)) {
 			for (uint32_t pfn = 0; pfn < zone->wild_pfn;) {
-				const struct za_page *p = &zone->pages[pfn];
+				const struct za_page *p = za_page_at(zone, pfn);
 				uint32_t span = 1u << p->order;
 				switch (p->state) {
 				case ZA_PG_SLAB: {

@@ -28,6 +28,8 @@
 #ifndef SLAB_MIN_ORDER
 #define SLAB_MIN_ORDER 4u
 #endif
+/* free() finds a slab head's entry in plane 0 (buddy.h: za_page_at_plane0) */
+_Static_assert(SLAB_MIN_ORDER >= ZA_MAP_PLANE_ORDER, "slab heads in plane 0");
 #define SLAB_FITS(sz, k) ((k) >= SLAB_MIN_ORDER && (4096u << (k)) >= SLAB_MIN_OBJECTS * (sz))
 #define SLAB_ORDER(sz) \
 	(SLAB_FITS(sz, 0u) ? 0u : SLAB_FITS(sz, 1u) ? 1u : SLAB_FITS(sz, 2u) ? 2u \

@@ -28,7 +28,7 @@ static inline char *slab_base(struct za_slab *slab)
 {
 	struct za_page *page = za_slab_page(slab);
 	struct za_zone *zone = &za_zones[page->prev];
-	return za_page_addr(zone, (uint32_t)(page - zone->pages));
+	return za_page_addr(zone, za_page_pfn_plane0(zone, page));
 }
 
 static inline unsigned slab_order(struct za_slab *slab)

@@ -90,21 +90,21 @@ static void after_repair(const char *name, struct za_zone *z)
 /* Unlinks pfn from its free list, touching nothing else. */
 static void unlink_only(struct za_zone *z, uint32_t pfn, unsigned k)
 {
-	struct za_page *p = &z->pages[pfn];
+	struct za_page *p = za_page_at(z, pfn);
 	unsigned l = za_free_list_of(z, pfn, k);
 	if (p->prev != NONE)
-		z->pages[p->prev].next = p->next;
+		za_page_at(z, p->prev)->next = p->next;
 	else
 		z->free_head[l][k] = p->next;
 	if (p->next != NONE)
-		z->pages[p->next].prev = p->prev;
+		za_page_at(z, p->next)->prev = p->prev;
 }
 
 /* Links pfn (an allocated, resident block) at the head of free list k
  * with its counters, as __list_add does. */
 static void link_free(struct za_zone *z, uint32_t pfn, unsigned k)
 {
-	struct za_page *p = &z->pages[pfn];
+	struct za_page *p = za_page_at(z, pfn);
 	unsigned l = za_free_list_of(z, pfn, k);
 	p->state = ZA_PG_FREE;
 	p->order = (uint8_t)k;
@@ -112,7 +112,7 @@ static void link_free(struct za_zone *z, uint32_t pfn, unsigned k)
 	p->prev = NONE;
 	p->next = z->free_head[l][k];
 	if (p->next != NONE)
-		z->pages[p->next].prev = pfn;
+		za_page_at(z, p->next)->prev = pfn;
 	else
 		z->free_tail[l][k] = pfn;
 	z->free_head[l][k] = pfn;
@@ -151,18 +151,18 @@ int main(void)
 	CHECK(z == &za_zones[1] && za_zone_of(run) == z && za_zone_of(c) == z);
 	const int zi = z->index;
 	const uint32_t A = za_pfn_of(z, a), B = A ^ 32, R = za_pfn_of(z, run);
-	CHECK((A & 32) == 0 && z->pages[B].state == ZA_PG_FREE && z->pages[B].order == 5);
-	CHECK(z->pages[R].state == ZA_PG_RUN && z->pages[R].count == 3);
+	CHECK((A & 32) == 0 && za_page_at(z, B)->state == ZA_PG_FREE && za_page_at(z, B)->order == 5);
+	CHECK(za_page_at(z, R)->state == ZA_PG_RUN && za_page_at(z, R)->count == 3);
 	unsigned cached = 0;
 	for (uint32_t pfn = 0; pfn < ZA_ZONE_PAGES; pfn++)
-		cached += z->pages[pfn].state == ZA_PG_PCP;
+		cached += za_page_at(z, pfn)->state == ZA_PG_PCP;
 	CHECK(cached > 0);
 	CHECK_HEAP();
 
 	/* 0. The wilderness (the zone's unlisted tail) must be untouched. */
 	CHECK(z->wild_pfn < ZA_ZONE_PAGES);
 	corrupt_begin(z);
-	z->pages[ZA_ZONE_PAGES - 5].state = ZA_PG_BLOCK;
+	za_page_at(z, ZA_ZONE_PAGES - 5)->state = ZA_PG_BLOCK;
 	corrupt_end(z);
 	expect("wilderness in use", zi, ZA_ZONE_PAGES - 5, -1, "wilderness page");
 	after_repair("wilderness in use", z);
@@ -179,21 +179,21 @@ int main(void)
 
 	/* 1. A free block's order flipped down: its upper half is orphaned. */
 	corrupt_begin(z);
-	z->pages[B].order = 4;
+	za_page_at(z, B)->order = 4;
 	corrupt_end(z);
 	expect("order flipped down", zi, B + 16, -1, "belongs to no block");
 	after_repair("order flipped down", z);
 
 	/* 2. Flipped up: B (pfn 32 mod 64) is not aligned to order 6. */
 	corrupt_begin(z);
-	z->pages[B].order = 6;
+	za_page_at(z, B)->order = 6;
 	corrupt_end(z);
 	expect("misaligned", zi, B, 6, "not aligned to its order");
 	after_repair("misaligned", z);
 
 	/* 3. An allocated block whose order grew over its free buddy. */
 	corrupt_begin(z);
-	z->pages[A].order = 6;
+	za_page_at(z, A)->order = 6;
 	corrupt_end(z);
 	expect("block covers a free block", zi, B, 6, "inside the block at pfn");
 	after_repair("block covers a free block", z);
@@ -233,21 +233,21 @@ int main(void)
 	/* 6. Tail pages with a state: inside an allocated block, a free
 	 * block and a run. */
 	corrupt_begin(z);
-	z->pages[A + 3].state = ZA_PG_BLOCK;
+	za_page_at(z, A + 3)->state = ZA_PG_BLOCK;
 	corrupt_end(z);
 	expect("tail of a block", zi, A + 3, 5, "inside the block at pfn");
 	after_repair("tail of a block", z);
 
 	corrupt_begin(z);
-	z->pages[B + 31].state = ZA_PG_FREE;
+	za_page_at(z, B + 31)->state = ZA_PG_FREE;
 	corrupt_end(z);
 	expect("tail of a free block", zi, B + 31, 5, "inside the block at pfn");
 	after_repair("tail of a free block", z);
 
 	corrupt_begin(z);
-	z->pages[R + 2].state = ZA_PG_PCP;
+	za_page_at(z, R + 2)->state = ZA_PG_PCP;
 	corrupt_end(z);
-	expect("tail of a run", zi, R + 2, z->pages[R].order, "inside the block at pfn");
+	expect("tail of a run", zi, R + 2, za_page_at(z, R)->order, "inside the block at pfn");
 	after_repair("tail of a run", z);
 
 	/* 7. Two free buddies left unmerged: A marked free beside B. */
@@ -259,21 +259,21 @@ int main(void)
 
 	/* 8. Broken free-list links. */
 	corrupt_begin(z);
-	z->pages[B].next = ZA_ZONE_PAGES + 5;
+	za_page_at(z, B)->next = ZA_ZONE_PAGES + 5;
 	corrupt_end(z);
 	expect("link outside", zi, ZA_ZONE_PAGES + 5, 5, "outside the zone");
 	after_repair("link outside", z);
 
 	uint32_t h9 = z->free_head[ZA_KIND_NONE][9];
 	corrupt_begin(z);
-	z->pages[h9].prev = 7;
+	za_page_at(z, h9)->prev = 7;
 	corrupt_end(z);
 	expect("prev link", zi, h9, 9, "prev link is 7");
 	after_repair("prev link", z);
 
 	/* A listed block that is not free (allocated behind the list's back). */
 	corrupt_begin(z);
-	z->pages[h9].state = ZA_PG_BLOCK;
+	za_page_at(z, h9)->state = ZA_PG_BLOCK;
 	corrupt_end(z);
 	expect("listed but allocated", zi, h9, 9, "holds a block with state 2");
 	after_repair("listed but allocated", z);
@@ -295,9 +295,9 @@ int main(void)
 	uint32_t nonres = 0;
 	for (uint32_t i = 0; i < 32; i++)
 		nonres += !za_page_resident(z, B + i);
-	CHECK(z->pages[B].count == nonres);
+	CHECK(za_page_at(z, B)->count == nonres);
 	corrupt_begin(z);
-	z->pages[B].count = nonres ^ 1;   /* and the zone total agrees with it */
+	za_page_at(z, B)->count = nonres ^ 1;   /* and the zone total agrees with it */
 	atomic_store(&z->pages_released, atomic_load(&z->pages_released) - nonres + (nonres ^ 1));
 	corrupt_end(z);
 	char what[64];
@@ -306,12 +306,12 @@ int main(void)
 	expect("free block's released count", zi, B, 5, what);
 	after_repair("free block's released count", z);
 
-	uint32_t t1 = z->free_head[ZA_KIND_NONE][TOP], t2 = t1 == NONE ? NONE : z->pages[t1].next;
-	CHECK(t2 != NONE && z->pages[t1].count == ZA_MAX_BLOCK_PAGES &&
-	      z->pages[t2].count == ZA_MAX_BLOCK_PAGES);
+	uint32_t t1 = z->free_head[ZA_KIND_NONE][TOP], t2 = t1 == NONE ? NONE : za_page_at(z, t1)->next;
+	CHECK(t2 != NONE && za_page_at(z, t1)->count == ZA_MAX_BLOCK_PAGES &&
+	      za_page_at(z, t2)->count == ZA_MAX_BLOCK_PAGES);
 	if (t2 != NONE) {
 		corrupt_begin(z);
-		z->pages[t2].count--;   /* now "resident", but behind a released block */
+		za_page_at(z, t2)->count--;   /* now "resident", but behind a released block */
 		atomic_fetch_sub(&z->pages_released, 1);
 		corrupt_end(z);
 		expect("list order", zi, t2, TOP, "resident pages after a released one");
@@ -322,8 +322,8 @@ int main(void)
 		corrupt_end(z);
 		char tail[64];
 		uint32_t last = t2;
-		while (z->pages[last].next != NONE)
-			last = z->pages[last].next;
+		while (za_page_at(z, last)->next != NONE)
+			last = za_page_at(z, last)->next;
 		snprintf(tail, sizeof tail, "tail is %u, last block is %u", t1, last);
 		expect("list tail", zi, last, TOP, tail);
 		after_repair("list tail", z);
@@ -331,26 +331,26 @@ int main(void)
 
 	/* 10. Garbage in a head. */
 	corrupt_begin(z);
-	z->pages[A].state = 42;
+	za_page_at(z, A)->state = 42;
 	corrupt_end(z);
 	expect("state", zi, A, -1, "page state 42 is corrupt");
 	after_repair("state", z);
 
 	corrupt_begin(z);
-	z->pages[A].order = ZA_MAX_ORDER + 1;
+	za_page_at(z, A)->order = ZA_MAX_ORDER + 1;
 	corrupt_end(z);
 	expect("order range", zi, A, ZA_MAX_ORDER + 1, "out of range");
 	after_repair("order range", z);
 
 	corrupt_begin(z);
-	z->pages[R].count = 0;
+	za_page_at(z, R)->count = 0;
 	corrupt_end(z);
 	expect("run count", zi, R, -1, "exact run of 0 pages");
 	after_repair("run count", z);
 
 	/* A head that vanished: its pages belong to no block. */
 	corrupt_begin(z);
-	z->pages[A].state = ZA_PG_TAIL;
+	za_page_at(z, A)->state = ZA_PG_TAIL;
 	corrupt_end(z);
 	expect("lost head", zi, A, -1, "belongs to no block");
 	after_repair("lost head", z);
@@ -358,10 +358,19 @@ int main(void)
 	/* A slab head that the slab map does not know: free() would not
 	 * find the slab of its objects. */
 	corrupt_begin(z);
-	z->pages[A].state = ZA_PG_SLAB;
+	za_page_at(z, A)->state = ZA_PG_SLAB;
 	corrupt_end(z);
 	expect("slab without map", zi, A, 5, "slab map byte 0 at pfn");
 	after_repair("slab without map", z);
+
+	/* A slab smaller than a page-map plane: free() would look for its
+	 * head's entry in plane 0, where it is not (buddy.h: za_page_at). */
+	corrupt_begin(z);
+	za_page_at(z, A)->state = ZA_PG_SLAB;
+	za_page_at(z, A)->order = ZA_MAP_PLANE_ORDER - 1;
+	corrupt_end(z);
+	expect("slab order", zi, A, ZA_MAP_PLANE_ORDER - 1, "below the page map's plane order");
+	after_repair("slab order", z);
 
 	/* A page block that the slab map calls a slab page: free() would
 	 * take one of its addresses for a slab object. */

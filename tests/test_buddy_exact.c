@@ -34,7 +34,7 @@ static void every_n(void)
 		if (!zone)
 			continue;
 		uint32_t pfn = za_pfn_of(zone, p);
-		const struct za_page *head = &zone->pages[pfn];
+		const struct za_page *head = za_page_at(zone, pfn);
 		CHECK_MSG(head->state == ZA_PG_RUN && head->count == n, "n = %zu: head %u count %u",
 			  n, head->state, head->count);
 
@@ -49,7 +49,7 @@ static void every_n(void)
 		unsigned k = order_for(n);
 		uint32_t end = (pfn & ~((1u << k) - 1)) + (1u << k);
 		if (pfn + n < end) {
-			const struct za_page *t = &zone->pages[pfn + n];
+			const struct za_page *t = za_page_at(zone, pfn + n);
 			CHECK_MSG(t->state == ZA_PG_FREE, "n = %zu: tail page state %u", n, t->state);
 		}
 		CHECK_HEAP();

@@ -126,7 +126,7 @@ static size_t mixed_pageblocks(void)
 			uint32_t end = (pb + 1) << ZA_PAGEBLOCK_ORDER;
 			for (uint32_t pfn = pb << ZA_PAGEBLOCK_ORDER; pfn < end && pfn < zone->wild_pfn;
 			     pfn++) {
-				unsigned s = zone->pages[pfn].state;
+				unsigned s = za_page_at(zone, pfn)->state;
 				slabs |= s == ZA_PG_SLAB;
 				runs |= s == ZA_PG_RUN || s == ZA_PG_RUN_CACHED;
 			}

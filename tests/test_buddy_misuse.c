@@ -220,8 +220,8 @@ int main(void)
 				pair5[0] = o5[i];
 				pair5[1] = p;
 			}
-		if (pair5[0] && !(pfn & 32) && z->pages[pfn ^ 32].state == ZA_PG_FREE &&
-		    z->pages[pfn ^ 32].order == 5)
+		if (pair5[0] && !(pfn & 32) && za_page_at(z, pfn ^ 32)->state == ZA_PG_FREE &&
+		    za_page_at(z, pfn ^ 32)->order == 5)
 			blk5 = p;
 	}
 	CHECK(blk0 && blk3 && blk5 && pair5[0] && pair5[1] && run7);

@@ -91,7 +91,7 @@ static void do_alloc(struct test_rng *r, uint64_t tag)
 		return;
 	CHECK_MSG(aligned_to(b.p, b.exact ? ZA_PAGE_SIZE : bytes), "%p (%u pages) misaligned",
 		  b.p, b.npages);
-	const struct za_page *head = &zone->pages[za_pfn_of(zone, b.p)];
+	const struct za_page *head = za_page_at(zone, za_pfn_of(zone, b.p));
 	if (b.exact)
 		CHECK(head->state == ZA_PG_RUN && head->count == b.npages);
 	else

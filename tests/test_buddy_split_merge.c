@@ -58,7 +58,7 @@ static void public_api(void)
 		struct za_zone *zone = za_zone_of(p);
 		CHECK(zone && zone == za_zone_of((char *)p + (ZA_PAGE_SIZE << k) - 1));
 		uint32_t pfn = za_pfn_of(zone, p);
-		CHECK(zone->pages[pfn].state == ZA_PG_BLOCK && zone->pages[pfn].order == k);
+		CHECK(za_page_at(zone, pfn)->state == ZA_PG_BLOCK && za_page_at(zone, pfn)->order == k);
 		CHECK_HEAP();
 
 		/* The split is visible once the caches hold nothing back. */
@@ -102,8 +102,8 @@ static uint32_t take(struct za_zone *zone, unsigned k)
 	pthread_mutex_lock(&zone->lock);
 	uint32_t pfn = __za_rmqueue_smallest(zone, k);
 	if (pfn != ZA_PFN_NONE) {
-		zone->pages[pfn].state = ZA_PG_BLOCK;
-		zone->pages[pfn].order = (uint8_t)k;
+		za_page_at(zone, pfn)->state = ZA_PG_BLOCK;
+		za_page_at(zone, pfn)->order = (uint8_t)k;
 	}
 	pthread_mutex_unlock(&zone->lock);
 	return pfn;
@@ -112,7 +112,7 @@ static uint32_t take(struct za_zone *zone, unsigned k)
 static struct za_merge_result give(struct za_zone *zone, uint32_t pfn, unsigned k)
 {
 	pthread_mutex_lock(&zone->lock);
-	zone->pages[pfn].state = ZA_PG_TAIL;
+	za_page_at(zone, pfn)->state = ZA_PG_TAIL;
 	struct za_merge_result r = __za_free_one(zone, pfn, k, 0);   /* 0 pages released */
 	pthread_mutex_unlock(&zone->lock);
 	return r;
@@ -140,7 +140,7 @@ static void zone_one_order(struct za_zone *zone)
 		/* Each free piece is the buddy of the half that was kept. */
 		for (unsigned j = k; j < TOP; j++) {
 			uint32_t half = (pfn & ~((1u << j) - 1)) ^ (1u << j);
-			CHECK_MSG(zone->pages[half].state == ZA_PG_FREE && zone->pages[half].order == j,
+			CHECK_MSG(za_page_at(zone, half)->state == ZA_PG_FREE && za_page_at(zone, half)->order == j,
 				  "order %u: no free order-%u buddy at pfn %u", k, j, half);
 		}
 		pthread_mutex_unlock(&zone->lock);
