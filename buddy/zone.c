@@ -6,8 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
-uintptr_t za_region_table[ZA_REGION_SLOTS];
-struct za_zone za_zones[ZA_MAX_ZONES];
+ZA_BULK uintptr_t za_region_table[ZA_REGION_SLOTS];
+ZA_BULK struct za_zone za_zones[ZA_MAX_ZONES];
 _Atomic int za_nr_zones;
 pthread_mutex_t za_zones_lock = PTHREAD_MUTEX_INITIALIZER;
 struct za_zone_counters za_zone_stats;

@@ -24,6 +24,18 @@
 #define ZA_EXPORT   __attribute__((visibility("default")))
 #define ZA_NOINLINE __attribute__((noinline))
 #define ZA_COLD     __attribute__((cold, noinline))
+/*
+ * For zeroed arrays of a page or more (the zone and region tables, paths,
+ * report buffers): they go after every small variable (x86-64's .lbss
+ * follows .bss), so the small ones share a few pages where the arrays
+ * between them spread them over six, each made resident by a variable or
+ * two. The arrays themselves are resident only where written.
+ */
+#if defined(__x86_64__)
+#define ZA_BULK     __attribute__((section(".lbss")))
+#else
+#define ZA_BULK
+#endif
 
 
 /* Maps `size` bytes of fresh zero memory aligned to `align` (a power of two

@@ -32,9 +32,9 @@ struct za_option_desc {
 
 /* ZONEALLOC_STATS=FILE and the paths keep their values here (environ may
  * change later). */
-static char stats_path[4096];
-static char prof_path[4096];   /* empty: the default, zonealloc.%p.heap */
-static char trace_path[4096];
+ZA_BULK static char stats_path[4096];
+ZA_BULK static char prof_path[4096];   /* empty: the default, zonealloc.%p.heap */
+ZA_BULK static char trace_path[4096];
 
 static struct za_option_desc options[ZA_OPT_COUNT] = {
 	[ZA_OPT_STATS] = { "STATS", OPT_STATS, ZA_STATS_OFF, 0, 0, { 0 }, "0",

@@ -52,7 +52,8 @@ static struct sigaction old_segv;
 /* A page of each pattern, to compare with (libc's memcmp is many times
  * faster than a loop of ours); filled when guard mode starts, untouched
  * otherwise. */
-static unsigned char poison_page[ZA_PAGE_SIZE], pad_page[ZA_PAGE_SIZE];
+ZA_BULK static unsigned char poison_page[ZA_PAGE_SIZE];
+ZA_BULK static unsigned char pad_page[ZA_PAGE_SIZE];
 
 
 /* ---- the mode: found at the first allocation ---- */

@@ -40,7 +40,7 @@ static struct prof_sample live = { .next = &live, .prev = &live };
 static uint64_t live_count, live_bytes, samples_total;
 static _Atomic bool prof_on;
 static uint64_t prof_rate = 512 * 1024;
-static char prof_path[4096];
+ZA_BULK static char prof_path[4096];
 static int prof_report_fd = -1;
 static _Atomic unsigned prof_signal_seq;
 
@@ -346,7 +346,7 @@ static bool __write_profile(int fd)
 	struct prof_bucket *t = __aggregate(false, &cap);
 	if (!t)
 		return false;
-	static struct wbuf w;   /* prof_lock held */
+	ZA_BULK static struct wbuf w;   /* prof_lock held */
 	w.fd = fd;
 	w.n = 0;
 	wb_fmt(&w, "heap profile: %lu: %lu [%lu: %lu] @ heap_v2/%lu\n", (unsigned long)live_count,

@@ -41,7 +41,7 @@ bool za_trace_on;
 
 static int trace_fd = -1, report_fd = 2;
 static const char *trace_pattern;
-static char trace_name[4096];
+ZA_BULK static char trace_name[4096];
 static uint64_t trace_t0;
 static _Atomic uint32_t next_thread;
 static _Atomic uint64_t dropped;
