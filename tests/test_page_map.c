@@ -57,8 +57,11 @@ int main(void)
 	for (unsigned c = 0; c < ZA_NCLASSES; c++) {
 		if (za_zone_of(obj[c]) != zone)
 			continue;
-		uint32_t head;
-		CHECK(za_slab_head_of(zone, za_pfn_of(zone, obj[c]), &head) != NULL);
+		uint32_t head = 0;
+		if (!za_slab_head_of(zone, za_pfn_of(zone, obj[c]), &head)) {
+			CHECK_MSG(false, "class %u: the object at %p is in no slab", c, obj[c]);
+			continue;
+		}
 		slabs++;
 		lo = head < lo ? head : lo;
 		hi = head > hi ? head : hi;
