@@ -258,10 +258,11 @@ static inline struct za_zone *za_zone_of(const void *addr)
  * 0, and a 4 KiB page of it holds the heads of 4 MiB of zone where the
  * plain layout held 256 KiB. A program whose slabs are spread over the
  * zone (a first slab per size class, each 64-128 KiB of address space
- * with a page or two carved) touched a page of map per two or three of
- * them; now per 64 (mimalloc-bench's rptest: 916 KiB of map down to 60,
- * espresso 200 to 48). Tail entries, which nothing writes, are what the
- * other planes hold. Every access goes through za_page_at/za_page_pfn.
+ * with a page or two carved) touched a page of map per two to four of
+ * them; now one per up to 64 (DESIGN-NOTES, "The page map is stored in
+ * planes": rptestN's map 608 KiB resident at its peak, 48 after). Tail
+ * entries, which nothing writes, are what the other planes hold. Every
+ * access goes through za_page_at/za_page_pfn.
  */
 #define ZA_MAP_PLANE_ORDER 4
 #define ZA_MAP_PLANES      (1u << ZA_MAP_PLANE_ORDER)
