@@ -31,13 +31,17 @@ struct qent {
 	int kind;
 };
 #define Q_SLOTS 65536u
+#define RC_FILL_PAGES 16   /* run cache (below): blocks filled, not closed, in the quarantine */
+#define RC_MAX_PAGES 64
+#define RC_SLOTS 32
+#define RC_BYTES ((size_t)2 << 20)
 
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool all_pages;   /* ZONEALLOC_GUARD_PAGES: small objects get pages too */
 static uintptr_t canary_key;
 static struct qent *ring;
 static unsigned q_head, q_n;
-static size_t q_bytes, q_limit = (size_t)4 << 20;
+static size_t q_bytes, q_limit = (size_t)1 << 20;
 
 /* malloc(0): 16-byte slots of a no-access reservation, handed out in turn
  * (so a freed one comes back only after the others), a bit each. */
@@ -144,7 +148,7 @@ static bool size_parse(const char *v, size_t *out)
 
 static void guard_segv(int sig, siginfo_t *si, void *uc);
 static size_t quarantine_drain(void);
-static void batch_flush(void);
+static void tq_flush(void);
 static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res);
 static int check_quarantine(struct za_check_result *res);
 
@@ -152,7 +156,7 @@ static void guard_start(void)
 {
 	char v[32];
 	if (env_get("ZONEALLOC_QUARANTINE", v, sizeof v) && !size_parse(v, &q_limit))
-		q_limit = (size_t)4 << 20;   /* (options.c says what it takes) */
+		q_limit = (size_t)1 << 20;   /* (options.c says what it takes) */
 	if (getrandom(&canary_key, sizeof canary_key, GRND_NONBLOCK) != (ssize_t)sizeof canary_key)
 		canary_key = (uintptr_t)&canary_key * 0x9e3779b97f4a7c15ull ^ za_os_clock_ms();
 	void *r;
@@ -163,7 +167,7 @@ static void guard_start(void)
 	memset(poison_page, POISON, sizeof poison_page);
 	memset(pad_page, PAD, sizeof pad_page);
 	za_slab_guard = true;
-	za_slab_exit_hook = batch_flush;
+	za_slab_exit_hook = tq_flush;
 	za_check_zone_hook = check_zone_slabs;
 	za_check_hook = check_quarantine;
 	za_policy_quarantine_hook = quarantine_drain;
@@ -198,17 +202,30 @@ bool za_guard_detect(void)
 /* ---- patterns ---- */
 
 /* The offset of the first byte in [p, p + n) that is not `c` (POISON or
- * PAD); n if none. */
-static size_t pattern_find(const void *p, size_t n, unsigned char c)
+ * PAD); n if none. Most slots and pads are a few words: those are read a
+ * word at a time here, where a call of libc's memcmp cost more than the
+ * compare (glibc-bench's simple test: a fifth of guard mode's time in
+ * memcmp's entry); longer ones go to memcmp a page at a time. */
+static inline size_t pattern_find(const void *p, size_t n, unsigned char c)
 {
 	const unsigned char *b = p;
-	const unsigned char *ref = c == POISON ? poison_page : pad_page;
 	size_t i = 0;
-	while (i < n) {
-		size_t k = n - i < ZA_PAGE_SIZE ? n - i : ZA_PAGE_SIZE;
-		if (unlikely(memcmp(b + i, ref, k)))
-			break;
-		i += k;
+	if (n <= 512) {
+		uint64_t w = (uint64_t)c * 0x0101010101010101ull;
+		for (; i + 8 <= n; i += 8) {
+			uint64_t x;
+			memcpy(&x, b + i, 8);
+			if (unlikely(x != w))
+				break;
+		}
+	} else {
+		const unsigned char *ref = c == POISON ? poison_page : pad_page;
+		while (i < n) {
+			size_t k = n - i < ZA_PAGE_SIZE ? n - i : ZA_PAGE_SIZE;
+			if (unlikely(memcmp(b + i, ref, k)))
+				break;
+			i += k;
+		}
 	}
 	for (; i < n; i++)
 		if (b[i] != c)
@@ -241,7 +258,22 @@ static size_t canary_size(const void *p, size_t slot)
 
 /* ---- the quarantine ---- */
 
+/* A guarded run's block, in its head's private bytes (the run is the
+ * shim's while allocated; guard mode samples nothing for the profiler). */
+struct guard_run {
+	void *user;
+	size_t size;
+};
+
+static struct guard_run *run_of(struct za_page *head)
+{
+	return (struct guard_run *)(void *)head->private;
+}
+
+
 static void release(const struct qent *e);
+static void slab_release(void *p, size_t size);
+static char *block_tail(const char *p, size_t size, const char *end);
 
 /* The oldest entry out of the ring (guard_lock held, q_n > 0). */
 static struct qent ring_pop(void)
@@ -252,24 +284,6 @@ static struct qent ring_pop(void)
 	q_n--;
 	return e;
 }
-
-/*
- * Each thread gathers its freed slab objects, Q_BATCH at a time, before
- * they join the ring under guard_lock: one lock round per batch, where
- * one per free made two threads freeing small objects take turns on the
- * lock (glibc-bench's thread test 37x the default mode's time, larson
- * 75x). A batch's objects are as quarantined as the ring's (the pattern,
- * not reusable); they are checked when they leave the ring. A thread's
- * batch joins the ring when it fills, when the thread ends (slab.h:
- * za_slab_exit_hook, run for threads with a heap: one without frees
- * straight into the ring), and before this thread empties the quarantine
- * or checks it.
- */
-#define Q_BATCH 16
-static __thread struct {
-	unsigned n;
-	struct qent e[Q_BATCH];
-} q_batch __attribute__((tls_model("initial-exec")));
 
 /* Takes the oldest entries out, eight at a time under the lock, and
  * releases them outside it: while the quarantine is over its limit (the
@@ -296,9 +310,10 @@ static size_t quarantine_evict(bool all)
 
 /* Entries into the ring, and what is over the limit out of it, in one
  * lock round; released outside it. */
+#define RING_IN 16
 static void ring_push(const struct qent *in, unsigned n)
 {
-	struct qent out[2 * Q_BATCH];
+	struct qent out[2 * RING_IN];
 	unsigned n_out = 0;
 	za_lock(&guard_lock);
 	for (unsigned i = 0; i < n; i++) {
@@ -311,24 +326,95 @@ static void ring_push(const struct qent *in, unsigned n)
 		q_n++;
 		q_bytes += in[i].bytes;
 	}
-	while (n_out < 2 * Q_BATCH && q_n > 1 && q_bytes > q_limit)
+	while (n_out < 2 * RING_IN && q_n > 1 && q_bytes > q_limit)
 		out[n_out++] = ring_pop();
 	pthread_mutex_unlock(&guard_lock);
 	for (unsigned i = 0; i < n_out; i++)
 		release(&out[i]);
-	if (n_out == 2 * Q_BATCH)
+	if (n_out == 2 * RING_IN)
 		quarantine_evict(false);
 }
 
-/* This thread's batch into the ring. */
-static void batch_flush(void)
+/*
+ * A thread's quarantine. Each thread with a heap keeps the slab objects
+ * it frees in a FIFO of its own, bounded in bytes by the same limit, and
+ * releases the oldest itself. The shared ring (above) holds the blocks
+ * above the slab tier, the frees of threads without a heap, and what an
+ * ending thread's own quarantine held.
+ *
+ * One shared ring for everything made each free of a small object an
+ * entry under one lock (batched 16 at a time, still contended), and
+ * released it on whichever thread next went over the limit: with two
+ * threads most releases were remote frees into the other thread's slabs
+ * (larson 22x the default mode's time, glibc-bench's thread test 8x; perf:
+ * a third of the time in the ring, remote pushes and the cache misses of
+ * the other thread's lines). A thread's own FIFO takes no lock, and
+ * releases where the default mode would have freed.
+ *
+ * The cost: each thread may hold up to the limit, so a program's
+ * quarantine grows with its threads; a thread's objects are reported as
+ * they leave its FIFO, at its end (into the shared ring), at exit, or
+ * when za_buddy_check() runs on that thread.
+ */
+#define TQ_SLOTS 32768u   /* a power of two */
+struct tqent {
+	void *p;
+	uint32_t size;    /* what the program asked for */
+	uint32_t bytes;   /* its slot */
+};
+struct tquar {
+	unsigned head, n;
+	size_t bytes;
+	struct tqent e[TQ_SLOTS];
+};
+static __thread struct tquar *tq __attribute__((tls_model("initial-exec")));
+#define TQ_SPARE 4
+static struct tquar *tq_spare[TQ_SPARE];   /* ended threads' FIFOs (guard_lock) */
+static unsigned tq_n_spare;
+
+static struct qent tq_entry(const struct tqent *t)
 {
-	struct qent e[Q_BATCH];
-	unsigned n = q_batch.n;
-	memcpy(e, q_batch.e, n * sizeof *e);
-	q_batch.n = 0;
-	if (n)
-		ring_push(e, n);
+	return (struct qent){ t->p, t->size, t->bytes, Q_SLAB };
+}
+
+/* This thread's quarantine into the shared ring (a thread's end, or
+ * before it empties or checks the quarantine), and its FIFO unmapped. */
+static void tq_flush(void)
+{
+	struct tquar *t = tq;
+	if (!t)
+		return;
+	tq = NULL;
+	while (t->n) {
+		struct qent in[RING_IN];
+		unsigned k = 0;
+		for (; k < RING_IN && t->n; k++, t->n--, t->head = (t->head + 1) & (TQ_SLOTS - 1))
+			in[k] = tq_entry(&t->e[t->head]);
+		ring_push(in, k);
+	}
+	t->head = 0;
+	t->bytes = 0;
+	/* Kept for the next thread (a program that starts a thread per task
+	 * would map and fault in a FIFO for each). */
+	za_lock(&guard_lock);
+	bool kept = tq_n_spare < TQ_SPARE;
+	if (kept)
+		tq_spare[tq_n_spare++] = t;
+	pthread_mutex_unlock(&guard_lock);
+	if (!kept)
+		za_os_unmap(t, sizeof *t);
+}
+
+static ZA_NOINLINE struct tquar *tq_new(void)
+{
+	void *m = NULL;
+	za_lock(&guard_lock);
+	if (tq_n_spare)
+		m = tq_spare[--tq_n_spare];
+	pthread_mutex_unlock(&guard_lock);
+	if (!m && za_os_map(sizeof(struct tquar), &m))
+		return NULL;
+	return tq = m;
 }
 
 static void quarantine(void *p, size_t size, size_t bytes, int kind)
@@ -338,15 +424,23 @@ static void quarantine(void *p, size_t size, size_t bytes, int kind)
 		release(&e);
 		return;
 	}
-	/* (A thread without a heap has no end hook: its frees go straight
-	 * in, as does a block's.) */
-	if (kind != Q_SLAB || za_tls_heap->is_empty_sentinel) {
+	/* (A thread without a heap has no end hook: its frees go to the
+	 * shared ring, as does a block's.) */
+	struct tquar *t = tq;
+	if (kind != Q_SLAB || za_tls_heap->is_empty_sentinel || (!t && !(t = tq_new()))) {
 		ring_push(&e, 1);
 		return;
 	}
-	q_batch.e[q_batch.n++] = e;
-	if (q_batch.n == Q_BATCH)
-		batch_flush();
+	t->e[(t->head + t->n) & (TQ_SLOTS - 1)] = (struct tqent){ p, (uint32_t)size, (uint32_t)bytes };
+	t->n++;
+	t->bytes += bytes;
+	while (t->n > 1 && (t->bytes > q_limit || t->n == TQ_SLOTS)) {
+		struct tqent *o = &t->e[t->head];
+		t->head = (t->head + 1) & (TQ_SLOTS - 1);
+		t->n--;
+		t->bytes -= o->bytes;
+		slab_release(o->p, o->size);
+	}
 }
 
 static void slab_release(void *p, size_t size)
@@ -363,6 +457,140 @@ static void slab_release(void *p, size_t size)
 		return;
 	}
 	za_shim_free_in_zone(zone, p);
+}
+
+/*
+ * Guarded runs kept for reuse. A run's life in guard mode took three
+ * `mprotect` calls (its guard page closed, the block closed for the
+ * quarantine, all of it opened to go back to the heap); the two that take
+ * access away flush the TLB of every CPU running the process, and on this
+ * project's VMs each cost 20-60 us (test-stress: a fifth of guard mode's
+ * time). So:
+ *  - a block of up to RC_FILL_PAGES pages waits in the quarantine filled
+ *    with the free pattern, as a slab object does, checked as it leaves
+ *    (a read after free sees the pattern; a write is found then, not as it
+ *    happens); larger blocks are closed as before;
+ *  - a run leaving the quarantine (up to RC_MAX_PAGES) is kept here as it
+ *    is, its guard page still closed, and a block of the same page count
+ *    takes it: its pages are opened (giving access needs no TLB flush) or,
+ *    filled, checked for the pattern again.
+ * A filled block of a size used over and over then costs no `mprotect` at
+ * all. The cache is FIFO, bounded in entries and bytes (guard_lock); an
+ * allocation short of memory empties it with the quarantine.
+ */
+struct rcent {
+	char *base;
+	uint32_t pages;   /* the block's pages (the guard page after them) */
+	uint32_t open;    /* bytes from base that are accessible (the pattern) */
+};
+static struct rcent rc[RC_SLOTS];
+static unsigned rc_n;
+static size_t rc_bytes;
+
+/* Whether a block of `pages` pages waits in the quarantine filled (not
+ * closed): never when every allocation asked for pages of its own. */
+static bool run_filled(uint32_t pages)
+{
+	return pages <= RC_FILL_PAGES && !all_pages;
+}
+
+/* A run (guarded, leaving the quarantine) back to the heap: opened whole. */
+static void run_give_back(struct za_zone *zone, uint32_t pfn, char *base)
+{
+	struct za_page *head = za_page_at(zone, pfn);
+	if (za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true) != 0)
+		return;   /* kept no-access, out of the heap's reach: a leak */
+	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
+	za_shim_free_run(zone, pfn, base);
+}
+
+/* Whether kept run c still holds the free pattern where it is open;
+ * false after a report (`handout`: as it is handed out again; else found
+ * as it left the quarantine, or `found`). */
+static bool rc_unwritten(const struct rcent *c, bool handout, const char *found)
+{
+	size_t at = pattern_find(c->base, c->open, POISON);
+	if (likely(at == c->open))
+		return true;
+	struct za_zone *zone = za_zone_of(c->base);
+	const struct guard_run *was = run_of(za_page_at(zone, za_pfn_of(zone, c->base)));
+	za_misuse("use after free: the freed %zu-byte block at %p%s was written at offset %zd "
+		  "%s(0x%x where the free pattern 0x%x was)%s", was->size, was->user,
+		  handout ? ", being handed out again," : "",
+		  (ssize_t)(c->base + at - (char *)was->user), handout ? "after it was freed " : "",
+		  (unsigned char)c->base[at], POISON,
+		  handout ? "" : found ? found : ", found as it left the quarantine");
+	return false;
+}
+
+/* A kept run back to the heap (unless written: then it leaks, after the
+ * report). */
+static void rc_give_back(const struct rcent *c)
+{
+	if (!rc_unwritten(c, false, NULL))
+		return;
+	struct za_zone *zone = za_zone_of(c->base);
+	run_give_back(zone, za_pfn_of(zone, c->base), c->base);
+}
+
+/* Keeps the run; false when it is too large for the cache. The oldest
+ * entries make room, given back outside the lock. */
+static bool rc_put(const struct rcent *c)
+{
+	size_t bytes = (size_t)(c->pages + 1) << ZA_PAGE_SHIFT;
+	if (c->pages > RC_MAX_PAGES)
+		return false;
+	struct rcent out[RC_SLOTS];
+	unsigned n_out = 0;
+	za_lock(&guard_lock);
+	while (rc_n && (rc_n == RC_SLOTS || rc_bytes + bytes > RC_BYTES)) {
+		out[n_out++] = rc[0];
+		rc_bytes -= (size_t)(rc[0].pages + 1) << ZA_PAGE_SHIFT;
+		memmove(rc, rc + 1, --rc_n * sizeof *rc);
+	}
+	rc[rc_n++] = *c;
+	rc_bytes += bytes;
+	pthread_mutex_unlock(&guard_lock);
+	for (unsigned i = 0; i < n_out; i++)
+		rc_give_back(&out[i]);
+	return true;
+}
+
+/* The newest kept run of `pages` pages, out of the cache. */
+static bool rc_take(uint32_t pages, struct rcent *out)
+{
+	bool found = false;
+	za_lock(&guard_lock);
+	for (unsigned i = rc_n; i-- > 0;)
+		if (rc[i].pages == pages) {
+			*out = rc[i];
+			rc_bytes -= (size_t)(pages + 1) << ZA_PAGE_SHIFT;
+			memmove(rc + i, rc + i + 1, (--rc_n - i) * sizeof *rc);
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&guard_lock);
+	return found;
+}
+
+/* Every kept run back to the heap; the bytes. */
+static size_t rc_drain(void)
+{
+	size_t bytes = 0;
+	struct rcent c;
+	for (;;) {
+		za_lock(&guard_lock);
+		bool any = rc_n > 0;
+		if (any) {
+			c = rc[--rc_n];
+			rc_bytes -= (size_t)(c.pages + 1) << ZA_PAGE_SHIFT;
+		}
+		pthread_mutex_unlock(&guard_lock);
+		if (!any)
+			return bytes;
+		bytes += (size_t)(c.pages + 1) << ZA_PAGE_SHIFT;
+		rc_give_back(&c);
+	}
 }
 
 static void release(const struct qent *e)
@@ -383,20 +611,27 @@ static void release(const struct qent *e)
 	struct za_zone *zone = (struct za_zone *)r;
 	uint32_t pfn = za_pfn_of(zone, e->p);
 	struct za_page *head = za_page_at(zone, pfn);
-	void *base = (void *)((uintptr_t)e->p & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
-	if (za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true) != 0)
-		return;   /* kept no-access, out of the heap's reach: a leak */
-	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
-	za_shim_free_run(zone, pfn, base);
+	char *base = (char *)((uintptr_t)e->p & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
+	uint32_t pages = head->count - 1;
+	size_t open = 0;
+	if (run_filled(pages))
+		open = (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
+	/* (A filled block is checked once: as the cache hands it out, or as
+	 * it leaves the cache for the heap.) */
+	struct rcent c = { base, pages, (uint32_t)open };
+	if (!rc_put(&c))
+		rc_give_back(&c);
 }
 
 /* za_reclaim, malloc_trim and an allocation short of memory: everything
- * in the quarantine leaves it (checked as it goes), so what the program
- * freed can be used again or go back to the OS. */
+ * in the quarantine (the shared ring, and this thread's: other threads'
+ * are theirs) leaves it, checked as it goes, so what the program freed
+ * can be used again or go back to the OS. */
 static size_t quarantine_drain(void)
 {
-	batch_flush();
-	return quarantine_evict(true);
+	tq_flush();
+	size_t bytes = quarantine_evict(true);
+	return bytes + rc_drain();
 }
 
 /* ---- allocation ---- */
@@ -458,18 +693,6 @@ static void *slab_alloc(unsigned cls, size_t size, bool zero)
 	return p;
 }
 
-/* A guarded run's block, in its head's private bytes (the run is the
- * shim's while allocated; guard mode samples nothing for the profiler). */
-struct guard_run {
-	void *user;
-	size_t size;
-};
-
-static struct guard_run *run_of(struct za_page *head)
-{
-	return (struct guard_run *)(void *)head->private;
-}
-
 /* Where a block's no-access tail starts: the page after its last byte.
  * The room past that page (realloc's headroom) is no-access with the
  * guard page, so an overflow there faults at once, and neither a pad
@@ -479,6 +702,37 @@ static char *block_tail(const char *p, size_t size, const char *end)
 {
 	uintptr_t t = ((uintptr_t)p + size + ZA_PAGE_SIZE - 1) & ~(uintptr_t)(ZA_PAGE_SIZE - 1);
 	return t < (uintptr_t)end ? (char *)t : (char *)end;
+}
+
+/* A block of `pages` pages from the run cache, laid out as block_alloc
+ * lays one out; NULL when none is kept (or after a report). */
+static char *rc_alloc(size_t size, size_t room, size_t align, bool zero, uint32_t pages)
+{
+	struct rcent c;
+	if (!rc_take(pages, &c))
+		return NULL;
+	char *base = c.base, *end = base + ((size_t)pages << ZA_PAGE_SHIFT);
+	struct za_zone *zone = za_zone_of(base);
+	uint32_t pfn = za_pfn_of(zone, base);
+	struct za_page *head = za_page_at(zone, pfn);
+	struct guard_run *was = run_of(head);
+	if (!rc_unwritten(&c, true, NULL))
+		return NULL;   /* (warn) it leaks */
+	char *p = (char *)(((uintptr_t)end - room) & ~(uintptr_t)(align - 1));
+	char *tail = block_tail(p, size, end);
+	size_t open = (size_t)(tail - base);
+	if (open > c.open ? za_os_protect(base + c.open, open - c.open, true) != 0
+	    : open < c.open && za_os_protect(base + open, c.open - open, false) != 0) {
+		run_give_back(zone, pfn, base);
+		return NULL;
+	}
+	head->flags &= (uint8_t)~ZA_PGF_GUARD_FREED;
+	*was = (struct guard_run){ p, size };
+	memset(base, PAD, (size_t)(p - base));
+	memset(p + size, PAD, (size_t)(tail - p) - size);
+	if (zero)
+		memset(p, 0, size);
+	return p;
 }
 
 /* A block above the slab tier: whole pages and one no-access page after
@@ -491,6 +745,11 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 	size_t pages = ((room ? room : 1) + ZA_PAGE_SIZE - 1) >> ZA_PAGE_SHIFT;
 	if (pages == 0 || pages > (SIZE_MAX >> ZA_PAGE_SHIFT) - 2)
 		return za_shim_nomem(ZA_ENOMEM_TOO_LARGE);
+	if (align <= ZA_PAGE_SIZE && pages <= RC_MAX_PAGES) {
+		char *kept = rc_alloc(size, room, align, zero, (uint32_t)pages);
+		if (kept)
+			return kept;
+	}
 	size_t total = (pages + 1) << ZA_PAGE_SHIFT;
 	char *base = za_shim_malloc_large(total, align > ZA_PAGE_SIZE ? align : 0, zero);
 	if (!base)
@@ -509,7 +768,10 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 		/* Given back as a block leaving the quarantine is: opened again
 		 * in case part was closed (or, if even that fails, kept from
 		 * the heap: a leak, not a fault). */
-		release(&(struct qent){ .p = base, .kind = r->kind == ZA_REGION_HUGE ? Q_HUGE : Q_RUN });
+		if (r->kind == ZA_REGION_HUGE)
+			release(&(struct qent){ .p = base, .kind = Q_HUGE });
+		else
+			run_give_back((struct za_zone *)r, za_pfn_of((struct za_zone *)r, base), base);
 		return za_shim_nomem(ZA_ENOMEM_OS);
 	}
 	if (r->kind == ZA_REGION_HUGE) {
@@ -727,7 +989,9 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 		za_misuse("%s(%p): pointer is not aligned to %zu", call, p, align);
 		return;
 	}
-	if (za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false) != 0)
+	if (b.kind == Q_RUN && run_filled((uint32_t)(b.slot >> ZA_PAGE_SHIFT) - 1))
+		memset(b.base, POISON, (size_t)(block_tail(p, b.size, b.base + b.slot - ZA_PAGE_SIZE) - b.base));
+	else if (za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false) != 0)
 		memset(p, POISON, b.size);   /* (at the map count's limit) reads see the pattern */
 	if (b.kind == Q_HUGE)
 		b.huge->guard_freed = true;
@@ -950,28 +1214,44 @@ static int check_zone_slabs(struct za_zone *zone, struct za_check_result *res)
 	return 0;
 }
 
-/* Whether slab object e, quarantined, no longer holds the free pattern;
- * *at: the offset written. */
-static bool entry_written(const struct qent *e, size_t *at)
+/* Whether object e, quarantined (a slab object, or a filled block), no
+ * longer holds the free pattern; *at: the first byte written. */
+static bool entry_written(const struct qent *e, const unsigned char **at)
 {
-	if (e->kind != Q_SLAB)
+	const unsigned char *from;
+	size_t n;
+	if (e->kind == Q_RUN) {
+		struct za_zone *zone = za_zone_of(e->p);
+		uint32_t pages = za_page_at(zone, za_pfn_of(zone, e->p))->count - 1u;
+		const char *base = (const char *)((uintptr_t)e->p & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
+		if (!run_filled(pages))
+			return false;   /* closed: a write faults at once */
+		from = (const unsigned char *)base;
+		n = (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
+	} else if (e->kind == Q_SLAB) {
+		from = e->p;
+		n = za_classes[za_slab_class(za_slab_of_object(e->p))].size;
+	} else {
 		return false;
-	size_t slot = za_classes[za_slab_class(za_slab_of_object(e->p))].size;
-	*at = pattern_find(e->p, slot, POISON);
-	return unlikely(*at < slot);
+	}
+	size_t i = pattern_find(from, n, POISON);
+	*at = from + i;
+	return unlikely(i < n);
 }
 
-/* Whether a slab object in the quarantine (the ring, and this thread's
- * batch: other threads' are their own) no longer holds the free pattern:
- * the first such entry, copied to *out, and the offset written. (Blocks
- * are no-access there: a write to one faults at once.) */
-static bool quarantine_written(struct qent *out, size_t *at)
+/* Whether an object in the quarantine (the ring, and this thread's own:
+ * other threads' are theirs) no longer holds the free pattern: the first
+ * such entry, copied to *out, and the byte written. */
+static bool quarantine_written(struct qent *out, const unsigned char **at)
 {
-	for (unsigned i = 0; i < q_batch.n; i++)
-		if (entry_written(&q_batch.e[i], at)) {
-			*out = q_batch.e[i];
+	struct tquar *t = tq;
+	for (unsigned i = 0; t && i < t->n; i++) {
+		struct qent e = tq_entry(&t->e[(t->head + i) & (TQ_SLOTS - 1)]);
+		if (entry_written(&e, at)) {
+			*out = e;
 			return true;
 		}
+	}
 	bool found = false;
 	za_lock(&guard_lock);
 	for (unsigned i = 0; i < q_n && !found; i++) {
@@ -992,22 +1272,36 @@ void za_guard_exit(void)
 {
 	if (za_guard_state != ZA_GUARD_ON || !ring)
 		return;
-	batch_flush();
+	/* (Kept runs: the cache is read under its lock, as the checker does.) */
+	za_lock(&guard_lock);
+	for (unsigned i = 0; i < rc_n; i++)
+		if (!rc_unwritten(&rc[i], false, ", found at exit"))
+			break;
+	pthread_mutex_unlock(&guard_lock);
 	struct qent e;
-	size_t at;
-	if (quarantine_written(&e, &at)) {
-		unsigned char *p = e.p;
-		za_misuse("use after free: the freed %zu-byte object at %p was written at offset %zu "
-			  "(0x%x where the free pattern 0x%x was), found at exit",
-			  e.size, (void *)p, at, p[at], POISON);
-	}
+	const unsigned char *at;
+	if (quarantine_written(&e, &at))
+		za_misuse("use after free: the freed %zu-byte %s at %p was written at offset %zd "
+			  "(0x%x where the free pattern 0x%x was), found at exit", e.size,
+			  e.kind == Q_SLAB ? "object" : "block", e.p,
+			  (ssize_t)((const char *)at - (const char *)e.p), *at, POISON);
 }
 
-/* The quarantine's slab objects: still the free pattern. */
+/* The quarantine's slab objects and filled blocks, and the kept runs:
+ * still the free pattern. */
 static int check_quarantine(struct za_check_result *res)
 {
+	struct rcent written = { 0 };
+	za_lock(&guard_lock);
+	for (unsigned i = 0; i < rc_n && !written.base; i++)
+		if (pattern_find(rc[i].base, rc[i].open, POISON) < rc[i].open)
+			written = rc[i];
+	pthread_mutex_unlock(&guard_lock);
+	if (written.base)
+		return check_fail(res, -1, 0, "guard: the freed block in the run at %p (%zu pages) was "
+				  "written in the run cache", written.base, written.pages);
 	struct qent e;
-	size_t at;
+	const unsigned char *at;
 	if (!quarantine_written(&e, &at))
 		return 0;
 	return check_fail(res, -1, 0, "guard: the freed object at %p (%zu bytes) was written in the "

@@ -71,8 +71,9 @@ static void slab_uaf_exit(void)
 }
 
 /* The same write by a thread that then ends: what it freed last still
- * goes through the quarantine (a thread with a heap gathers its frees in
- * a batch, which its end hands on). */
+ * goes through the quarantine (a thread with a heap keeps its frees in a
+ * quarantine of its own, which its end hands to the shared one; blocks
+ * freed after it push it out of that). */
 static void *free_and_write(void *arg)
 {
 	char *p = arg;
@@ -91,8 +92,8 @@ static void slab_uaf_thread(void)
 	pthread_t t;
 	pthread_create(&t, NULL, free_and_write, p);
 	pthread_join(t, NULL);
-	for (int i = 0; i < 100000; i++)
-		free(opaque_ptr(malloc(opaque_size(128))));
+	for (int i = 0; i < 200; i++)   /* 13 MB of blocks through the shared quarantine */
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
 }
 
 static void *others[2000];
@@ -128,6 +129,77 @@ static void realloc_stale(void)
 	for (int i = 0; i < 100000; i++)
 		free(opaque_ptr(malloc(opaque_size(100))));
 	free(q);
+}
+
+/* Blocks of up to 64 KiB wait in the quarantine filled with the pattern,
+ * as slab objects do: a write into one is found as it leaves (pushed out
+ * by blocks freed after it). */
+static void write_past(char *p, size_t off, size_t size);
+
+static void small_run_uaf_quarantine(void)
+{
+	char *p = opaque_ptr(malloc(opaque_size(40 * KiB)));
+	free(p);
+	EXPECT("zonealloc: use after free: the freed 40960-byte block at %p was written at offset "
+	       "100 (0x42 where the free pattern 0xdf was), found as it left the quarantine", p);
+	vp = p;
+	vp[100] = 'B';
+	/* 100 blocks freed after it push it out of the quarantine, and then
+	 * out of the run cache, which keeps 32 runs. */
+	static char *held[100];
+	for (int i = 0; i < 100; i++)
+		held[i] = opaque_ptr(malloc(opaque_size(64 * KiB)));
+	for (int i = 0; i < 100; i++)
+		free(held[i]);
+}
+
+/* After the quarantine such a block's run is kept, its guard page closed,
+ * for the next block of its page count: a write into it there is found
+ * as it is handed out again. */
+static void small_run_uaf_cached(void)
+{
+	char *p = opaque_ptr(malloc(opaque_size(40 * KiB)));
+	free(p);
+	for (int i = 0; i < 200; i++)
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	EXPECT("zonealloc: use after free: the freed 40960-byte block at %p, being handed out "
+	       "again, was written at offset 200 after it was freed (0x43 where the free pattern "
+	       "0xdf was)", p);
+	vp = p;
+	vp[200] = 'C';
+	for (int i = 0; i < 64; i++)
+		opaque_ptr(malloc(opaque_size(40 * KiB)));
+}
+
+/* The same write with the program ending while the run is kept. */
+static void small_run_uaf_exit(void)
+{
+	char *p = opaque_ptr(malloc(opaque_size(40 * KiB)));
+	free(p);
+	for (int i = 0; i < 200; i++)
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	EXPECT("zonealloc: use after free: the freed 40960-byte block at %p was written at offset "
+	       "300 (0x44 where the free pattern 0xdf was), found at exit", p);
+	vp = p;
+	vp[300] = 'D';
+	exit(0);
+}
+
+/* A block whose run came back from the cache still ends against its
+ * closed guard page. */
+static void small_run_cached_overflow(void)
+{
+	char *p = NULL, *first = opaque_ptr(malloc(opaque_size(40 * KiB)));
+	free(first);
+	for (int i = 0; i < 200; i++)
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	for (int i = 0; i < 64 && p != first; i++)
+		p = opaque_ptr(malloc(opaque_size(40 * KiB)));
+	if (p != first) {
+		fprintf(stderr, "the cached run was not handed out again\n");
+		exit(3);
+	}
+	write_past(p, 40 * KiB, 40 * KiB);
 }
 
 static void run_uaf_write(void)
@@ -471,6 +543,38 @@ static void behaviour(void)
 	memset(same, 7, 145000);
 	free(same);
 
+	struct za_check_result cr;
+	/* A freed block of up to 64 KiB reads as the pattern; its run comes
+	 * back (from the run cache) for a block of its page count, cleared
+	 * for calloc, its pads in place. */
+	char *small = opaque_ptr(malloc(opaque_size(40000)));
+	memset(small, 'S', 40000);
+	free(small);
+	bool pattern = true;
+	for (size_t k = 0; k < 40000; k++)
+		pattern &= ((volatile char *)small)[k] == (char)0xdf;
+	CHECK_MSG(pattern, "a freed 40000-byte block does not read as the free pattern");
+	for (int i = 0; i < 200; i++)   /* out of the quarantine */
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	char *back = NULL;
+	for (int i = 0; i < 64 && back != small; i++)
+		back = opaque_ptr(calloc(1, opaque_size(40000)));
+	CHECK_MSG(back == small, "the 40000-byte block's run was not handed out again");
+	bool zeroed = true;
+	for (size_t k = 0; back == small && k < 40000; k++)
+		zeroed &= back[k] == 0;
+	CHECK_MSG(zeroed, "calloc's block from the run cache is not zero");
+	CHECK_MSG(malloc_usable_size(back) == 40000, "usable %zu", malloc_usable_size(back));
+	CHECK_HEAP();
+	free(back);
+	for (int i = 0; i < 200; i++)   /* out of the quarantine, into the run cache */
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	((volatile char *)back)[1000] = 'K';
+	CHECK_MSG(za_buddy_check(&cr) != 0 && strstr(cr.what, "written in the run cache"), "%s",
+		  cr.what);
+	((volatile char *)back)[1000] = (char)0xdf;
+	CHECK_HEAP();
+
 	/* Slots come in a random order: of 64 objects of a class nothing
 	 * else uses, about half come at a higher address than the one before,
 	 * not all (address order) or none (its reverse). */
@@ -486,7 +590,6 @@ static void behaviour(void)
 
 	/* The checker reads every live object's canary and the quarantine's
 	 * pattern, and names what it found. */
-	struct za_check_result cr;
 	char *live = opaque_ptr(malloc(30));   /* 30 + 8 in a 48-byte slot */
 	char saved = live[30];
 	live[30] = 'X';
@@ -569,11 +672,12 @@ static int map_limit_child(void)
 }
 
 /*
- * Threads freeing small objects fill the quarantine's ring by count (4 MiB
- * of 16-byte slots is more entries than it has). Each free adds an entry
- * and then evicts; between the two another thread's entry must not land
- * on the oldest one (which was then released twice: a slot on a free list
- * while in the quarantine, reported as a use after free when it left).
+ * Threads freeing small objects fill their quarantines by count (4 MiB of
+ * 32-byte slots is more entries than one holds), and their ends hand them
+ * to the shared ring, which fills by count too. Each entry into the ring
+ * may evict; between the two another thread's entry must not land on the
+ * oldest one (which was then released twice: a slot on a free list while
+ * in the quarantine, reported as a use after free when it left).
  */
 static void *ring_churn(void *arg)
 {
@@ -638,6 +742,18 @@ static void pages_overflow_1(void)
 	free(p);
 }
 
+/* A write into a freed small object faults at once: on pages of its own,
+ * it waits in the quarantine closed, not filled. */
+static void pages_small_uaf(void)
+{
+	char *p = opaque_ptr(malloc(100));
+	free(p);
+	EXPECT("zonealloc: use after free: a write at %p, offset 10 of the freed 100-byte block at "
+	       "%p", p + 10, p);
+	vp = p;
+	vp[10] = 1;
+}
+
 static int pages_phase(void)
 {
 	if (!expect_map())
@@ -646,6 +762,7 @@ static int pages_phase(void)
 	run_death("small string read", pages_string_read, SIGSEGV);
 	run_death("small +1", pages_overflow_1, SIGABRT);
 	run_death("run uaf write", run_uaf_write, SIGSEGV);
+	run_death("small uaf write", pages_small_uaf, SIGSEGV);
 	/* Small objects keep malloc's promises on their pages. */
 	char *p[100];
 	for (int i = 0; i < 100; i++) {
@@ -714,6 +831,9 @@ int main(int argc, char **argv)
 	}
 	if (!getenv("ZONEALLOC_GUARD")) {
 		setenv("ZONEALLOC_GUARD", "1", 1);
+		/* The limit test (run_uaf_write) wants a quarantine larger
+		 * than the room its limit leaves. */
+		setenv("ZONEALLOC_QUARANTINE", "4M", 1);
 		if (warn)
 			setenv("ZONEALLOC_ON_ERROR", "warn", 1);
 		execv("/proc/self/exe", argv);
@@ -731,6 +851,10 @@ int main(int argc, char **argv)
 	run_death("slab uaf (hand-out)", slab_uaf_handout, SIGABRT);
 	run_death("realloc's old block", realloc_stale, SIGABRT);
 	run_death("run uaf write", run_uaf_write, SIGSEGV);
+	run_death("40 KiB uaf (quarantine)", small_run_uaf_quarantine, SIGABRT);
+	run_death("40 KiB uaf (run cache)", small_run_uaf_cached, SIGABRT);
+	run_death("40 KiB uaf (at exit)", small_run_uaf_exit, SIGABRT);
+	run_death("40 KiB from the cache +0", small_run_cached_overflow, SIGSEGV);
 	run_death("huge uaf read", huge_uaf_read, SIGSEGV);
 	printf("overflows:\n");
 	run_death("slab +1", slab_overflow_1, SIGABRT);
