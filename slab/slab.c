@@ -341,8 +341,9 @@ bool za_slab_guard;
 
 /* Guard mode (shim/guard.h): objects [from, end) threaded in a random
  * order (Fisher-Yates over the batch: a page's worth, at most 256), each
- * filled past its link with the pattern freed objects carry, which the
- * guard checks when it hands one out. */
+ * with the fresh mark in its last word (slab.h), so the guard, which
+ * checks the free pattern as it hands a slot out, knows this one was
+ * never freed. */
 static ZA_NOINLINE void *carve_guarded(char *base, uint32_t size, uint32_t from, uint32_t end,
 				       void *head)
 {
@@ -364,7 +365,7 @@ static ZA_NOINLINE void *carve_guarded(char *base, uint32_t size, uint32_t from,
 	}
 	for (uint32_t k = 0; k < n; k++) {
 		void **obj = (void **)(base + (size_t)(from + order[k]) * size);
-		memset(obj + 1, 0xdf, size - 8);
+		((uintptr_t *)(void *)obj)[size / 8 - 1] = za_slab_fresh_mark(obj);
 		obj[0] = za_link_enc(head);
 		head = obj;
 	}
