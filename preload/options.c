@@ -110,10 +110,11 @@ static struct za_option_desc options[ZA_OPT_COUNT] = {
 			   "with a pattern and quarantined, a no-access page after every larger "
 			   "block and in place of malloc(0)'s, each misuse reported by name "
 			   "(read at the first allocation)" },
-	[ZA_OPT_QUARANTINE] = { "QUARANTINE", OPT_SIZE, 4 << 20, 0, (long long)1 << 40, { 0 }, "4M",
+	[ZA_OPT_QUARANTINE] = { "QUARANTINE", OPT_SIZE, 1 << 20, 0, (long long)1 << 40, { 0 }, "1M",
 				"a size (K, M, G suffixes); 0 for none",
 				"guard mode: how many bytes of freed memory wait, no reuse, before "
-				"they are reused (oldest first)", .zero_ok = true },
+				"they are reused (oldest first), in each thread's quarantine",
+				.zero_ok = true },
 	[ZA_OPT_GUARD_PAGES] = { "GUARD_PAGES", OPT_SWITCH, 0, 0, 1, { 0 }, "0", "0 or 1",
 				 "guard mode with every allocation, small ones too, on pages of "
 				 "its own against a no-access page (like AFL++'s libdislocator), so "

@@ -28,7 +28,7 @@ enum za_option {
 	ZA_OPT_GROUPING,   /* ZONEALLOC_GROUPING=0: pageblocks of one kind only */
 	ZA_OPT_ON_ERROR,   /* ZONEALLOC_ON_ERROR=abort|warn: what misuse does */
 	ZA_OPT_GUARD,      /* ZONEALLOC_GUARD=1: guard mode (shim/guard.h) */
-	ZA_OPT_QUARANTINE, /* ZONEALLOC_QUARANTINE=4M: guard mode's quarantine */
+	ZA_OPT_QUARANTINE, /* ZONEALLOC_QUARANTINE=1M: guard mode's quarantines */
 	ZA_OPT_GUARD_PAGES, /* ZONEALLOC_GUARD_PAGES=1: guard mode, every block on pages */
 	ZA_OPT_COUNT
 };

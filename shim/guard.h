@@ -12,11 +12,13 @@
  *    once, and the SIGSEGV handler names the block before the default
  *    action;
  *  - freed memory is filled with a pattern and held in a FIFO quarantine
- *    bounded in bytes (ZONEALLOC_QUARANTINE, default 4 MiB); freed blocks
- *    above the slab tier are made no-access while there. The pattern is
- *    checked when the object leaves the quarantine and again when the slab
- *    hands it out, so a write after free is found and a read after free
- *    sees the pattern, not the old bytes;
+ *    bounded in bytes (ZONEALLOC_QUARANTINE, default 1 MiB; one per thread
+ *    for its small objects, one shared for blocks); freed blocks of more
+ *    than 16 pages are made no-access while there. The pattern is checked
+ *    when the object leaves the quarantine and again when the slab hands
+ *    it out, so a write after free is found and a read after free sees the
+ *    pattern, not the old bytes; runs leaving it are kept, guard page and
+ *    all, for the next block of their size;
  *  - malloc(0) returns a distinct pointer into a no-access reservation;
  *  - slabs thread their objects in a random order (slab.c);
  *  - realloc moves when the block outgrows its slot or room (the old

@@ -35,7 +35,7 @@ static const char usage[] =
 	"                      pages; every misuse found is reported (ZONEALLOC_GUARD)\n"
 	"  --guard=pages       guard mode with every allocation on pages of its own, so a\n"
 	"                      read past a small object faults too (ZONEALLOC_GUARD_PAGES)\n"
-	"  --quarantine SIZE   guard mode's quarantine of freed memory (default 4M)\n"
+	"  --quarantine SIZE   guard mode's quarantine of freed memory, per thread (default 1M)\n"
 	"  --prof[=FILE]       sampled heap profile at exit, for google-pprof, into FILE\n"
 	"                      (default zonealloc.%p.heap), top sites on stderr\n"
 	"  --prof-rate SIZE    mean bytes between samples (default 512K)\n"
