@@ -176,7 +176,7 @@ extern struct za_slab_keys za_slab_keys ZA_HIDDEN;
 /* Guard mode (shim/guard.h): the last word of a slot carved and not yet
  * handed out. The guard checks the free pattern only in slots that carry
  * something else there (freed ones carry the pattern): filling every
- * carved slot with it cost a sixth of a guard-mode fuzz_malloc replay. */
+ * carved slot with it touched the pages of slots never handed out. */
 static inline uintptr_t za_slab_fresh_mark(const void *p)
 {
 	return za_slab_keys.mark ^ ~(uintptr_t)p;
