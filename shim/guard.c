@@ -500,6 +500,13 @@ static bool run_filled(uint32_t pages)
 	return pages <= RC_FILL_PAGES && !all_pages;
 }
 
+/* The bytes from quarantined block e's first page `base` to its tail: what
+ * a filled block (of `pages` pages) holds the pattern in. */
+static size_t filled_bytes(const struct qent *e, const char *base, uint32_t pages)
+{
+	return (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
+}
+
 /* A run (guarded, leaving the quarantine) back to the heap: opened whole. */
 static void run_give_back(struct za_zone *zone, uint32_t pfn, char *base)
 {
@@ -621,7 +628,7 @@ static void release(const struct qent *e)
 	uint32_t pages = head->count - 1;
 	size_t open = 0;
 	if (run_filled(pages))
-		open = (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
+		open = filled_bytes(e, base, pages);
 	/* (A filled block is checked once: as the cache hands it out, or as
 	 * it leaves the cache for the heap.) */
 	struct rcent c = { base, pages, (uint32_t)open };
@@ -1246,7 +1253,7 @@ static bool entry_written(const struct qent *e, const unsigned char **at, size_t
 		if (!run_filled(pages))
 			return false;   /* closed: a write faults at once */
 		from = (const unsigned char *)base;
-		n = (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
+		n = filled_bytes(e, base, pages);
 	} else if (e->kind == Q_SLAB) {
 		from = e->p;
 		n = za_classes[za_slab_class(za_slab_of_object(e->p))].size;

@@ -153,15 +153,24 @@ static void small_run_uaf_quarantine(void)
 		free(held[i]);
 }
 
-/* After the quarantine such a block's run is kept, its guard page closed,
- * for the next block of its page count: a write into it there is found
- * as it is handed out again. */
-static void small_run_uaf_cached(void)
+/* A freed 40 KiB block pushed out of the quarantine by 64 KiB blocks
+ * cycled after it: its run is kept in the run cache (theirs come and go
+ * there, and never push it out). */
+static char *freed_into_run_cache(void)
 {
 	char *p = opaque_ptr(malloc(opaque_size(40 * KiB)));
 	free(p);
 	for (int i = 0; i < 200; i++)
 		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	return p;
+}
+
+/* After the quarantine such a block's run is kept, its guard page closed,
+ * for the next block of its page count: a write into it there is found
+ * as it is handed out again. */
+static void small_run_uaf_cached(void)
+{
+	char *p = freed_into_run_cache();
 	EXPECT("zonealloc: use after free: the freed 40960-byte block at %p, being handed out "
 	       "again, was written at offset 200 after it was freed (0x43 where the free pattern "
 	       "0xdf was)", p);
@@ -174,10 +183,7 @@ static void small_run_uaf_cached(void)
 /* The same write with the program ending while the run is kept. */
 static void small_run_uaf_exit(void)
 {
-	char *p = opaque_ptr(malloc(opaque_size(40 * KiB)));
-	free(p);
-	for (int i = 0; i < 200; i++)
-		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	char *p = freed_into_run_cache();
 	EXPECT("zonealloc: use after free: the freed 40960-byte block at %p was written at offset "
 	       "300 (0x44 where the free pattern 0xdf was), found at exit", p);
 	vp = p;
@@ -189,10 +195,7 @@ static void small_run_uaf_exit(void)
  * closed guard page. */
 static void small_run_cached_overflow(void)
 {
-	char *p = NULL, *first = opaque_ptr(malloc(opaque_size(40 * KiB)));
-	free(first);
-	for (int i = 0; i < 200; i++)
-		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	char *p = NULL, *first = freed_into_run_cache();
 	for (int i = 0; i < 64 && p != first; i++)
 		p = opaque_ptr(malloc(opaque_size(40 * KiB)));
 	if (p != first) {
