@@ -7,6 +7,7 @@
 #include "zonealloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -164,6 +165,32 @@ size_t za_os_resident_pages(const void *addr, size_t size, size_t enough)
 	}
 	errno = saved;
 	return seen;
+}
+
+/* Opened for each question, not kept: a descriptor kept across a fork
+ * (one that skips the atfork handlers too) would answer for the parent. */
+bool za_os_pages_held(const void *addr, size_t pages, uint64_t *held)
+{
+	uint64_t ent[ZA_OS_PAGEMAP_MAX];
+	if (pages > ZA_OS_PAGEMAP_MAX)
+		return false;
+	int saved = errno;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	ssize_t want = (ssize_t)(pages * sizeof ent[0]), got = -1;
+	if (fd >= 0) {
+		got = pread(fd, ent, (size_t)want, (off_t)(((uintptr_t)addr >> ZA_PAGE_SHIFT) * sizeof ent[0]));
+		close(fd);
+	}
+	errno = saved;
+	if (got != want)
+		return false;
+	for (size_t i = 0; i < pages; i++) {
+		/* bit 63: in memory; bit 62: in swap */
+		if (i % 64 == 0)
+			held[i / 64] = 0;
+		held[i / 64] |= (uint64_t)((ent[i] >> 62) != 0) << (i % 64);
+	}
+	return true;
 }
 
 int za_os_lazy_free(void *addr, size_t size)

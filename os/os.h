@@ -61,6 +61,13 @@ int za_os_lazy_free(void *addr, size_t size);
 /* How many of the pages of [addr, addr + size) are in memory, counted
  * until more than `enough` are seen; SIZE_MAX if the kernel cannot say. */
 size_t za_os_resident_pages(const void *addr, size_t size, size_t enough);
+/* Which of the `pages` pages (at most ZA_OS_PAGEMAP_MAX) from page-aligned
+ * addr of a private anonymous mapping may hold data: bit i of held[i / 64]
+ * is clear only for a page in neither memory nor swap, which reads as zero.
+ * False (held unset) when the kernel will not say: /proc/self/pagemap
+ * cannot be opened or read. */
+#define ZA_OS_PAGEMAP_MAX 512
+bool za_os_pages_held(const void *addr, size_t pages, uint64_t *held);
 
 /* Transparent huge pages (thp.c): ZONEALLOC_THP's mode, the advice for a
  * new zone (`zone`) or huge mapping, and AnonHugePages of the process in

@@ -35,6 +35,7 @@ struct qent {
 #define RC_MAX_PAGES 64
 #define RC_SLOTS 32
 #define RC_BYTES ((size_t)2 << 20)
+#define SPARSE_MIN ((size_t)128 << 10)   /* realloc: copies this long skip unwritten pages */
 
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool all_pages;   /* ZONEALLOC_GUARD_PAGES: small objects get pages too */
@@ -742,11 +743,12 @@ static char *rc_alloc(size_t size, size_t room, size_t align, bool zero, uint32_
 		run_give_back(zone, pfn, base);
 		return NULL;
 	}
-	head->flags &= (uint8_t)~ZA_PGF_GUARD_FREED;
+	bool gone = head->flags & ZA_PGF_GUARD_GONE;
+	head->flags &= (uint8_t)~(ZA_PGF_GUARD_FREED | ZA_PGF_GUARD_GONE);
 	*was = (struct guard_run){ p, size };
 	memset(base, PAD, (size_t)(p - base));
 	memset(p + size, PAD, (size_t)(tail - p) - size);
-	if (zero)
+	if (zero && !gone)
 		memset(p, 0, size);
 	return p;
 }
@@ -1016,6 +1018,18 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 		memset(b.base, POISON, (size_t)(block_tail(p, b.size, b.base + b.slot - ZA_PAGE_SIZE) - b.base));
 	else if (za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false) != 0)
 		memset(p, POISON, b.size);   /* (at the map count's limit) reads see the pattern */
+	else if (za_os_decommit(b.base, b.kind == Q_HUGE ? b.huge->region.size : b.slot) == 0) {
+		/* A closed block's pages go back now: nothing reads them, and
+		 * pages kept through a close and a reopen fault at their next
+		 * write anyway (this kernel reopens them write-protected), so
+		 * keeping them saved no fault and held the quarantine's
+		 * megabytes. It comes back reading zero: calloc skips the
+		 * clear. */
+		if (b.kind == Q_HUGE)
+			b.huge->clean = true;
+		else
+			b.head->flags |= ZA_PGF_GUARD_GONE;
+	}
 	if (b.kind == Q_HUGE)
 		b.huge->guard_freed = true;
 	else
@@ -1066,6 +1080,47 @@ size_t za_guard_usable_size(const void *p, const char *call)
 	return size;
 }
 
+/* Copies n bytes from src to dst, which start at the same offset in
+ * their pages. Whole pages of src the program never wrote (in neither
+ * memory nor swap) are not read, and dst's pages there are given back to
+ * read as zero: a block that moves copied megabytes it had reserved and
+ * never used, and faulted them in twice over (the default mode grows such
+ * a block in place or remaps it). */
+static void copy_sparse(char *dst, const char *src, size_t n)
+{
+	const char *lo = (const char *)(((uintptr_t)src + ZA_PAGE_SIZE - 1) & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
+	const char *hi = (const char *)(((uintptr_t)src + n) & ~(uintptr_t)(ZA_PAGE_SIZE - 1));
+	if (hi <= lo || (size_t)(hi - lo) < SPARSE_MIN) {
+		memcpy(dst, src, n);
+		return;
+	}
+	memcpy(dst, src, (size_t)(lo - src));
+	uint64_t held[ZA_OS_PAGEMAP_MAX / 64];
+	for (const char *at = lo; at < hi;) {
+		size_t pages = (size_t)(hi - at) >> ZA_PAGE_SHIFT;
+		if (pages > ZA_OS_PAGEMAP_MAX)
+			pages = ZA_OS_PAGEMAP_MAX;
+		if (!za_os_pages_held(at, pages, held))
+			memset(held, 0xff, sizeof held);
+		for (size_t i = 0; i < pages;) {
+			bool h = held[i / 64] >> (i % 64) & 1;
+			size_t j = i + 1;
+			while (j < pages && (bool)(held[j / 64] >> (j % 64) & 1) == h)
+				j++;
+			const char *from = at + (i << ZA_PAGE_SHIFT);
+			char *to = dst + (from - src);
+			size_t len = (j - i) << ZA_PAGE_SHIFT;
+			if (h)
+				memcpy(to, from, len);
+			else if (za_os_decommit(to, len) != 0)
+				memset(to, 0, len);
+			i = j;
+		}
+		at += pages << ZA_PAGE_SHIFT;
+	}
+	memcpy(dst + (hi - src), hi, n - (size_t)(hi - src));
+}
+
 /* realloc in place when the size fits the slot (slab) or the room
  * (block), with the pad and canary moved to the new end; else moved, a
  * growing block with half as much again of room, so a string grown a few
@@ -1110,13 +1165,25 @@ void *za_guard_realloc(void *p, size_t size)
 			}
 		}
 	}
-	size_t room = size;
+	size_t room = size, keep = have < size ? have : size;
 	if (size > have && size > ZA_SLAB_MAX - 8 && size <= SIZE_MAX / 2)
 		room = (size + size / 2 + 15) & ~(size_t)15;
-	void *q = room > size ? block_alloc(size, room, 16, false) : za_guard_alloc(size, 16, false);
+	/* A long copy: the new block starts at the old one's offset in its
+	 * page (block_alloc ends the room against the guard page), so that
+	 * copy_sparse can skip whole pages. */
+	bool sparse = keep >= SPARSE_MIN && room <= SIZE_MAX - ZA_PAGE_SIZE;
+	if (sparse) {
+		room = (room + 15) & ~(size_t)15;
+		room += (-(uintptr_t)p - room) & (ZA_PAGE_SIZE - 1);
+	}
+	void *q = room > size || sparse ? block_alloc(size, room, 16, false)
+					: za_guard_alloc(size, 16, false);
 	if (!q)
 		return NULL;
-	memcpy(q, p, have < size ? have : size);
+	if (sparse && !(((uintptr_t)q ^ (uintptr_t)p) & (ZA_PAGE_SIZE - 1)))
+		copy_sparse(q, p, keep);
+	else
+		memcpy(q, p, keep);
 	za_guard_free(p, 0, 0, false, "realloc");
 	return q;
 }

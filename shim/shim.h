@@ -34,6 +34,9 @@ struct za_huge {
 	 * ends at the mapping's no-access last page; no-access whole while
 	 * quarantined (`guard_freed`). */
 	bool guard, guard_freed;
+	/* Every page reads as zero: given back while quarantined (guard.c),
+	 * so a calloc that reuses the mapping need not clear it. */
+	bool clean;
 	size_t guard_size;
 	uintptr_t guard_user;
 };

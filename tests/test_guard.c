@@ -558,6 +558,67 @@ static void behaviour(void)
 	memset(same, 7, 145000);
 	free(same);
 
+	/* A long realloc copies the pages that were written and skips those
+	 * never touched, which read zero in the new block too: with the
+	 * heap's free pages holding the free pattern (64 KiB blocks wait in
+	 * the quarantine filled), a skipped page handed out as it was would
+	 * read 0xdf. */
+	for (int i = 0; i < 96; i++)
+		others[i] = opaque_ptr(malloc(opaque_size(60 * KiB)));
+	for (int i = 0; i < 96; i++)
+		free(others[i]);
+	for (int i = 0; i < 200; i++)   /* out of the quarantine and the run cache */
+		free(opaque_ptr(malloc(opaque_size(80))));
+	size_t sparse_n = 1 * MiB + 100;
+	char *sp = opaque_ptr(calloc(1, sparse_n));
+	static const size_t sparse_at[] = { 0, 5000, 70000, 400000, 1 * MiB + 99 };
+	for (size_t i = 0; i < sizeof sparse_at / sizeof sparse_at[0]; i++)
+		sp[sparse_at[i]] = (char)(i + 1);
+	char *sq = opaque_ptr(realloc(sp, 3 * MiB));
+	size_t bad = SIZE_MAX;
+	for (size_t k = 0, i = 0; sq && k < sparse_n && bad == SIZE_MAX; k++) {
+		char want = 0;
+		if (i < sizeof sparse_at / sizeof sparse_at[0] && k == sparse_at[i])
+			want = (char)(++i);
+		if (sq[k] != want)
+			bad = k;
+	}
+	CHECK_MSG(sq && bad == SIZE_MAX, "realloc of a sparse 1 MiB block: byte %zu is 0x%x", bad,
+		  sq && bad != SIZE_MAX ? (unsigned char)sq[bad] : 0);
+	free(sq);
+
+	/* A block closed in the quarantine gives its pages back: calloc that
+	 * takes its run again (from the run cache) or its mapping (huge)
+	 * reads zero without a clear, not what the program wrote. */
+	char *closed = opaque_ptr(malloc(opaque_size(200 * KiB)));
+	memset(closed, 'G', 200 * KiB);
+	free(closed);
+	for (int i = 0; i < 200; i++)   /* out of the quarantine */
+		free(opaque_ptr(malloc(opaque_size(64 * KiB))));
+	char *again = NULL;
+	for (int i = 0; i < 64 && again != closed; i++)
+		again = opaque_ptr(calloc(1, opaque_size(200 * KiB)));
+	CHECK_MSG(again == closed, "the 200 KiB block's run was not handed out again");
+	bad = SIZE_MAX;
+	for (size_t k = 0; again == closed && k < 200 * KiB && bad == SIZE_MAX; k++)
+		if (again[k])
+			bad = k;
+	CHECK_MSG(bad == SIZE_MAX, "calloc of a closed run's pages: byte %zu is 0x%x", bad,
+		  bad != SIZE_MAX ? (unsigned char)again[bad] : 0);
+	free(again);
+	char *huge = opaque_ptr(malloc(opaque_size(8 * MiB)));
+	memset(huge, 'H', 8 * MiB);
+	free(huge);
+	free(opaque_ptr(malloc(opaque_size(9 * MiB))));   /* pushes it out */
+	char *huge2 = opaque_ptr(calloc(1, opaque_size(8 * MiB)));
+	bad = SIZE_MAX;
+	for (size_t k = 0; huge2 && k < 8 * MiB && bad == SIZE_MAX; k++)
+		if (huge2[k])
+			bad = k;
+	CHECK_MSG(huge2 && bad == SIZE_MAX, "calloc of 8 MiB after a freed one: byte %zu is 0x%x",
+		  bad, huge2 && bad != SIZE_MAX ? (unsigned char)huge2[bad] : 0);
+	free(huge2);
+
 	struct za_check_result cr;
 	/* A freed block of up to 64 KiB reads as the pattern; its run comes
 	 * back (from the run cache) for a block of its page count, cleared
