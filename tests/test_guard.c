@@ -559,22 +559,26 @@ static void behaviour(void)
 	free(same);
 
 	/* A long realloc copies the pages that were written and skips those
-	 * never touched, which read zero in the new block too: with the
-	 * heap's free pages holding the free pattern (64 KiB blocks wait in
-	 * the quarantine filled), a skipped page handed out as it was would
+	 * never touched, which read zero in the new block too. The new block
+	 * is made to come from pages that hold the free pattern: 60 KiB
+	 * blocks wait in the quarantine filled, and go back to the heap
+	 * as they are, pushed out by huge blocks (the quarantine) and 100 KiB
+	 * ones (the run cache); a skipped page handed out as it was would
 	 * read 0xdf. */
-	for (int i = 0; i < 96; i++)
-		others[i] = opaque_ptr(malloc(opaque_size(60 * KiB)));
-	for (int i = 0; i < 96; i++)
-		free(others[i]);
-	for (int i = 0; i < 200; i++)   /* out of the quarantine and the run cache */
-		free(opaque_ptr(malloc(opaque_size(80))));
 	size_t sparse_n = 1 * MiB + 100;
-	char *sp = opaque_ptr(calloc(1, sparse_n));
+	char *sp = opaque_ptr(calloc(1, sparse_n));   /* before: fresh pages */
+	for (int i = 0; i < 256; i++)
+		others[i] = opaque_ptr(malloc(opaque_size(60 * KiB)));
+	for (int i = 0; i < 256; i++)
+		free(others[i]);
+	free(opaque_ptr(malloc(opaque_size(5 * MiB))));
+	for (int i = 0; i < 40; i++)
+		free(opaque_ptr(malloc(opaque_size(100 * KiB))));
+	free(opaque_ptr(malloc(opaque_size(5 * MiB))));
 	static const size_t sparse_at[] = { 0, 5000, 70000, 400000, 1 * MiB + 99 };
 	for (size_t i = 0; i < sizeof sparse_at / sizeof sparse_at[0]; i++)
 		sp[sparse_at[i]] = (char)(i + 1);
-	char *sq = opaque_ptr(realloc(sp, 3 * MiB));
+	char *sq = opaque_ptr(realloc(sp, 2 * MiB));
 	size_t bad = SIZE_MAX;
 	for (size_t k = 0, i = 0; sq && k < sparse_n && bad == SIZE_MAX; k++) {
 		char want = 0;
