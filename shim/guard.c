@@ -508,13 +508,20 @@ static size_t filled_bytes(const struct qent *e, const char *base, uint32_t page
 	return (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
 }
 
-/* A run (guarded, leaving the quarantine) back to the heap: opened whole. */
-static void run_give_back(struct za_zone *zone, uint32_t pfn, char *base)
+/* A run (guarded, leaving the quarantine) back to the heap: opened whole.
+ * A run that was `closed` goes back released: reopened, its pages would
+ * fault at their next write anyway (this kernel reopens them
+ * write-protected), and a calloc would write zeros over every one; given
+ * back, they read zero, and come back only as they are used. */
+static void run_give_back(struct za_zone *zone, uint32_t pfn, char *base, bool closed)
 {
 	struct za_page *head = za_page_at(zone, pfn);
-	if (za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true) != 0)
+	size_t bytes = (size_t)head->count << ZA_PAGE_SHIFT;
+	if (za_os_protect(base, bytes, true) != 0)
 		return;   /* kept no-access, out of the heap's reach: a leak */
 	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
+	if (closed && za_os_decommit(base, bytes) == 0)
+		head->flags |= ZA_PGF_GUARD_GONE;
 	za_shim_free_run(zone, pfn, base);
 }
 
@@ -544,7 +551,7 @@ static void rc_give_back(const struct rcent *c)
 	if (!rc_unwritten(c, false, NULL))
 		return;
 	struct za_zone *zone = za_zone_of(c->base);
-	run_give_back(zone, za_pfn_of(zone, c->base), c->base);
+	run_give_back(zone, za_pfn_of(zone, c->base), c->base, c->open == 0);
 }
 
 /* Keeps the run; false when it is too large for the cache. The oldest
@@ -619,6 +626,7 @@ static void release(const struct qent *e)
 		if (za_os_protect((void *)h->region.base, h->region.size, true) != 0)
 			return;   /* kept no-access, out of the heap's reach: a leak */
 		h->guard = h->guard_freed = false;
+		h->reopened = true;
 		za_huge_free(h);
 		return;
 	}
@@ -740,15 +748,14 @@ static char *rc_alloc(size_t size, size_t room, size_t align, bool zero, uint32_
 	size_t open = (size_t)(tail - base);
 	if (open > c.open ? za_os_protect(base + c.open, open - c.open, true) != 0
 	    : open < c.open && za_os_protect(base + open, c.open - open, false) != 0) {
-		run_give_back(zone, pfn, base);
+		run_give_back(zone, pfn, base, c.open == 0);
 		return NULL;
 	}
-	bool gone = head->flags & ZA_PGF_GUARD_GONE;
-	head->flags &= (uint8_t)~(ZA_PGF_GUARD_FREED | ZA_PGF_GUARD_GONE);
+	head->flags &= (uint8_t)~ZA_PGF_GUARD_FREED;
 	*was = (struct guard_run){ p, size };
 	memset(base, PAD, (size_t)(p - base));
 	memset(p + size, PAD, (size_t)(tail - p) - size);
-	if (zero && !gone)
+	if (zero)
 		memset(p, 0, size);
 	return p;
 }
@@ -789,7 +796,7 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 		if (r->kind == ZA_REGION_HUGE)
 			release(&(struct qent){ .p = base, .kind = Q_HUGE });
 		else
-			run_give_back((struct za_zone *)r, za_pfn_of((struct za_zone *)r, base), base);
+			run_give_back((struct za_zone *)r, za_pfn_of((struct za_zone *)r, base), base, false);
 		return za_shim_nomem(ZA_ENOMEM_OS);
 	}
 	if (r->kind == ZA_REGION_HUGE) {
@@ -1018,18 +1025,6 @@ void za_guard_free(void *p, size_t size, size_t align, bool sized, const char *c
 		memset(b.base, POISON, (size_t)(block_tail(p, b.size, b.base + b.slot - ZA_PAGE_SIZE) - b.base));
 	else if (za_os_protect(b.base, b.slot - ZA_PAGE_SIZE, false) != 0)
 		memset(p, POISON, b.size);   /* (at the map count's limit) reads see the pattern */
-	else if (za_os_decommit(b.base, b.kind == Q_HUGE ? b.huge->region.size : b.slot) == 0) {
-		/* A closed block's pages go back now: nothing reads them, and
-		 * pages kept through a close and a reopen fault at their next
-		 * write anyway (this kernel reopens them write-protected), so
-		 * keeping them saved no fault and held the quarantine's
-		 * megabytes. It comes back reading zero: calloc skips the
-		 * clear. */
-		if (b.kind == Q_HUGE)
-			b.huge->clean = true;
-		else
-			b.head->flags |= ZA_PGF_GUARD_GONE;
-	}
 	if (b.kind == Q_HUGE)
 		b.huge->guard_freed = true;
 	else

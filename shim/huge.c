@@ -207,7 +207,8 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 		/* A larger mapping is cut to size: its tail's pages were
 		 * touched, and kept they would be resident and unused. */
 		if (mapping_resize(h, mapped)) {
-			if (zero && !h->clean)   /* used memory; what a grow added is fresh */
+			/* Used memory; what a grow added is fresh. */
+			if (zero && !(h->reopened && za_os_decommit((void *)h->region.base, warm) == 0))
 				memset((void *)h->region.base, 0, warm);
 			goto publish;
 		}
@@ -239,7 +240,7 @@ static void *huge_alloc(size_t size, size_t align, bool zero)
 publish:
 	h->usable = mapped;   /* (the mapping may be longer: cut at 2 MiB) */
 	h->prof = NULL;
-	h->guard = h->guard_freed = h->clean = false;
+	h->guard = h->guard_freed = h->reopened = false;
 	za_lock(&huge_lock);
 	za_region_register(&h->region);
 	huge_count++;

@@ -34,9 +34,11 @@ struct za_huge {
 	 * ends at the mapping's no-access last page; no-access whole while
 	 * quarantined (`guard_freed`). */
 	bool guard, guard_freed;
-	/* Every page reads as zero: given back while quarantined (guard.c),
-	 * so a calloc that reuses the mapping need not clear it. */
-	bool clean;
+	/* Closed in guard mode's quarantine and opened again: its pages
+	 * fault at their next write anyway (the kernel reopens them
+	 * write-protected), so a calloc that reuses the mapping gives them
+	 * back to read zero rather than writing zeros over each. */
+	bool reopened;
 	size_t guard_size;
 	uintptr_t guard_user;
 };
