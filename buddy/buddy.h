@@ -85,8 +85,6 @@ enum za_page_state {
  * while the run waits, no-access, in the quarantine. */
 #define ZA_PGF_GUARD 0x10
 #define ZA_PGF_GUARD_FREED 0x20
-/* ... and its pages were released as it was closed: it reads as zero. */
-#define ZA_PGF_GUARD_GONE 0x40
 
 #define ZA_PAGE_PRIVATE_BYTES 48
 
@@ -440,10 +438,6 @@ void za_buddy_free_run(void *run, uint32_t npages);
 /* Gives a run whose head the caller found in state ZA_PG_RUN back to its
  * zone, past the per-thread cache. */
 void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn);
-/* The same for a run whose pages the caller released (za_os_decommit)
- * while it held it: they count as released, not committed, and the next
- * block taken from them reads as zero without a clear. */
-void za_buddy_run_released_to_zone(struct za_zone *zone, uint32_t pfn);
 /* Gives the zones mapped so far ZONEALLOC_THP's advice (new ones get it
  * when mapped): the option is read after the first allocations. */
 void za_zones_thp_advise(void);

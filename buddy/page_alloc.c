@@ -682,7 +682,7 @@ void za_buddy_free_run(void *run, uint32_t npages)
 		za_buddy_run_to_zone(zone, pfn);
 }
 
-static void run_to_zone(struct za_zone *zone, uint32_t pfn, bool released)
+void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn)
 {
 	struct za_page *head = za_page_at(zone, pfn);
 	uint32_t npages = head->count;
@@ -692,18 +692,8 @@ static void run_to_zone(struct za_zone *zone, uint32_t pfn, bool released)
 	head->state = ZA_PG_TAIL;
 	head->count = 0;
 	head->flags = 0;
-	__za_free_range(zone, pfn, pfn + npages, released);
+	__za_free_range(zone, pfn, pfn + npages, false);
 	pthread_mutex_unlock(&zone->lock);
-}
-
-void za_buddy_run_to_zone(struct za_zone *zone, uint32_t pfn)
-{
-	run_to_zone(zone, pfn, false);
-}
-
-void za_buddy_run_released_to_zone(struct za_zone *zone, uint32_t pfn)
-{
-	run_to_zone(zone, pfn, true);
 }
 
 struct za_page *za_buddy_make_slab(void *block, unsigned order)

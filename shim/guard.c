@@ -508,20 +508,13 @@ static size_t filled_bytes(const struct qent *e, const char *base, uint32_t page
 	return (size_t)(block_tail(e->p, e->size, base + ((size_t)pages << ZA_PAGE_SHIFT)) - base);
 }
 
-/* A run (guarded, leaving the quarantine) back to the heap: opened whole.
- * A run that was `closed` goes back released: reopened, its pages would
- * fault at their next write anyway (this kernel reopens them
- * write-protected), and a calloc would write zeros over every one; given
- * back, they read zero, and come back only as they are used. */
-static void run_give_back(struct za_zone *zone, uint32_t pfn, char *base, bool closed)
+/* A run (guarded, leaving the quarantine) back to the heap: opened whole. */
+static void run_give_back(struct za_zone *zone, uint32_t pfn, char *base)
 {
 	struct za_page *head = za_page_at(zone, pfn);
-	size_t bytes = (size_t)head->count << ZA_PAGE_SHIFT;
-	if (za_os_protect(base, bytes, true) != 0)
+	if (za_os_protect(base, (size_t)head->count << ZA_PAGE_SHIFT, true) != 0)
 		return;   /* kept no-access, out of the heap's reach: a leak */
 	head->flags &= (uint8_t)~(ZA_PGF_GUARD | ZA_PGF_GUARD_FREED);
-	if (closed && za_os_decommit(base, bytes) == 0)
-		head->flags |= ZA_PGF_GUARD_GONE;
 	za_shim_free_run(zone, pfn, base);
 }
 
@@ -551,7 +544,7 @@ static void rc_give_back(const struct rcent *c)
 	if (!rc_unwritten(c, false, NULL))
 		return;
 	struct za_zone *zone = za_zone_of(c->base);
-	run_give_back(zone, za_pfn_of(zone, c->base), c->base, c->open == 0);
+	run_give_back(zone, za_pfn_of(zone, c->base), c->base);
 }
 
 /* Keeps the run; false when it is too large for the cache. The oldest
@@ -748,7 +741,7 @@ static char *rc_alloc(size_t size, size_t room, size_t align, bool zero, uint32_
 	size_t open = (size_t)(tail - base);
 	if (open > c.open ? za_os_protect(base + c.open, open - c.open, true) != 0
 	    : open < c.open && za_os_protect(base + open, c.open - open, false) != 0) {
-		run_give_back(zone, pfn, base, c.open == 0);
+		run_give_back(zone, pfn, base);
 		return NULL;
 	}
 	head->flags &= (uint8_t)~ZA_PGF_GUARD_FREED;
@@ -796,7 +789,7 @@ static void *block_alloc(size_t size, size_t room, size_t align, bool zero)
 		if (r->kind == ZA_REGION_HUGE)
 			release(&(struct qent){ .p = base, .kind = Q_HUGE });
 		else
-			run_give_back((struct za_zone *)r, za_pfn_of((struct za_zone *)r, base), base, false);
+			run_give_back((struct za_zone *)r, za_pfn_of((struct za_zone *)r, base), base);
 		return za_shim_nomem(ZA_ENOMEM_OS);
 	}
 	if (r->kind == ZA_REGION_HUGE) {

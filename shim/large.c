@@ -80,22 +80,6 @@ struct za_slab *za_shim_bad_slab_pointer(void *p, const char *call)
 	return &za_slab_sink;
 }
 
-/* A run the profiler sampled, or whose pages guard mode released: the
- * latter goes straight to its zone as released memory (the per-thread
- * cache keeps warm runs). */
-static ZA_NOINLINE void free_run_marked(struct za_zone *zone, uint32_t pfn, struct za_page *head,
-					void *p)
-{
-	if (head->flags & ZA_PGF_SAMPLED) {
-		head->flags &= (uint8_t)~ZA_PGF_SAMPLED;
-		za_prof_forget(head->prof_sample);
-	}
-	if (head->flags & ZA_PGF_GUARD_GONE)
-		za_buddy_run_released_to_zone(zone, pfn);
-	else if (!za_pcp_run_free(head, p, head->count))
-		za_buddy_run_to_zone(zone, pfn);
-}
-
 void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
 {
 	struct za_page *head = za_page_at(zone, pfn);
@@ -103,9 +87,9 @@ void za_shim_free_run(struct za_zone *zone, uint32_t pfn, void *p)
 		za_shim_free_slow(p, "free");
 		return;
 	}
-	if (unlikely(head->flags & (ZA_PGF_SAMPLED | ZA_PGF_GUARD_GONE))) {
-		free_run_marked(zone, pfn, head, p);
-		return;
+	if (unlikely(head->flags & ZA_PGF_SAMPLED)) {
+		head->flags &= (uint8_t)~ZA_PGF_SAMPLED;
+		za_prof_forget(head->prof_sample);
 	}
 	if (!za_pcp_run_free(head, p, head->count))
 		za_buddy_run_to_zone(zone, pfn);
