@@ -188,9 +188,10 @@ void fuzz_one(const uint8_t *data, size_t size)
 			p = za_aligned_alloc(24, 48);
 			FUZZ_ASSERT(!p && errno == EINVAL, "aligned_alloc(24) gave %p", p);
 			/* A trim gives every free page back, and each one
-			 * faults when used again: an eighth of the values,
-			 * once an input (at six an input, trims' faults were
-			 * two thirds of the harness's). */
+			 * faults when used again: one value in 64, which
+			 * zero-filled inputs do not hold, once an input (on an
+			 * eighth of the values, zero among them, trims were
+			 * two thirds of a replayed queue's faults). */
 			if ((fuzz_u8(&in) & 63) == 42 && !trimmed) {
 				za_malloc_trim(0);
 				trimmed = true;
