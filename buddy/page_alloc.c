@@ -120,8 +120,8 @@ static inline void __list_add(struct za_zone *zone, uint32_t pfn, unsigned order
 }
 
 /* Takes a block off its free list; returns how many of its pages were
- * released (they count as committed again from here on). */
-static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned order)
+ * released, which the caller counts as committed again. */
+static inline uint32_t __unlist(struct za_zone *zone, uint32_t pfn, unsigned order)
 {
 	struct za_page *page = za_page_at(zone, pfn);
 	uint32_t released = page->count;
@@ -134,10 +134,15 @@ static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned o
 	if (--zone->nr_free[order] == 0)
 		atomic_fetch_and_explicit(&zone->free_mask, ~(1u << order), memory_order_relaxed);
 	__add_relaxed(&zone->pages_free, -(int32_t)(1u << order));
-	if (released) {
+	if (released)
 		__add_relaxed(&zone->pages_released, -(int32_t)released);
-		__commit_add((int64_t)released);
-	}
+	return released;
+}
+
+static inline uint32_t __list_del(struct za_zone *zone, uint32_t pfn, unsigned order)
+{
+	uint32_t released = __unlist(zone, pfn, order);
+	__commit_add((int64_t)released);
 	return released;
 }
 
@@ -200,11 +205,14 @@ static inline uint32_t __expand(struct za_zone *zone, uint32_t *pfnp, unsigned l
 	return released;
 }
 
-/* Pages that taking the head block of free_area[k] for an order-`order`
- * request newly commits. */
-static inline uint32_t __commit_cost(const struct za_page *head, unsigned k, unsigned order)
+/* At most the pages that taking the head block of free_area[k] for an
+ * order-`order` request newly commits: no more than the block's released
+ * pages, nor than the part it keeps (__expand). Charging a part-released
+ * block all of its released pages once refused a one-page request with a
+ * 413-page budget and 15,360 pages free, and called it fragmentation. */
+static inline uint32_t __commit_cost(const struct za_page *head, unsigned order)
 {
-	return head->count == (1u << k) ? 1u << order : head->count;
+	return head->count < (1u << order) ? head->count : 1u << order;
 }
 
 /* Lists the next max-order block of the wilderness; false when none is
@@ -240,7 +248,11 @@ static uint32_t __take(struct za_zone *zone, uint32_t pfn, unsigned pick, unsign
 	if (*budget != SIZE_MAX)
 		*budget -= cost;
 	uint64_t age = za_page_at(zone, pfn)->freed_ms;
-	uint32_t released = __expand(zone, &pfn, order, pick, __list_del(zone, pfn, pick), age, kind);
+	uint32_t was = __unlist(zone, pfn, pick);
+	/* The halves put back uncommit theirs first, so the count (and its
+	 * peak) only ever rises by what the kept part commits. */
+	uint32_t released = __expand(zone, &pfn, order, pick, was, age, kind);
+	__commit_add((int64_t)was);
 	if (order >= ZA_PAGEBLOCK_ORDER)
 		__set_kind(zone, pfn, order, kind);
 	if (released)
@@ -269,7 +281,7 @@ again:;
 		unsigned found = order + (unsigned)__builtin_ctz(mask);
 		uint32_t pfn = zone->free_head[found >= ZA_PAGEBLOCK_ORDER ? ZA_KIND_NONE : kind][found];
 		const struct za_page *head = za_page_at(zone, pfn);
-		uint32_t cost = __commit_cost(head, found, order);
+		uint32_t cost = __commit_cost(head, order);
 		if (cost > *budget)
 			continue;
 		if (pick == ZA_MAX_ORDER || head->count < (1u << found)) {
@@ -351,7 +363,7 @@ uint32_t __za_rmqueue_fallback(struct za_zone *zone, unsigned order, unsigned ki
 			unsigned bit = 31u - (unsigned)__builtin_clz(mask);
 			unsigned found = order + bit;
 			uint32_t pfn = zone->free_head[other][found];
-			uint32_t cost = __commit_cost(za_page_at(zone, pfn), found, order);
+			uint32_t cost = __commit_cost(za_page_at(zone, pfn), order);
 			mask &= ~(1u << bit);
 			if (cost > *budget)
 				continue;

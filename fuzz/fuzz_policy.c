@@ -118,7 +118,14 @@ static bool free_frag(void)
 static bool compaction_hook(void *arg, size_t size)
 {
 	(void)arg;
-	(void)size;
+	/* The hook is asked only for a request that failed as fragmented. One
+	 * page never is: with budget for it, any free page will do. */
+	if (size <= ZA_PAGE_SIZE) {
+		struct za_stats s;
+		za_stats_get(&s);
+		FUZZ_ASSERT(0, "one page refused as fragmented (%zu pages free, %zu released)",
+			    s.pages_free, s.pages_released);
+	}
 	compact_calls++;
 	return compact_mode == 1 ? free_frag() || free_one_live() : compact_mode == 3;
 }

@@ -193,6 +193,46 @@ static void zone_staircase(struct za_zone *zone, bool upwards)
 	check_whole_zone(upwards ? "staircase up" : "staircase down");
 }
 
+/*
+ * A budget caps what a request may newly commit, and a one-page request
+ * commits one page at most. With the only free block a top block whose
+ * pages are all released but its first, a one-page request under a
+ * 16-page budget gets that resident page (the split keeps the warmer
+ * half) and is charged one page, not the block's released pages.
+ */
+static void zone_budget_part_released(struct za_zone *zone)
+{
+	static uint32_t held[TOP_BLOCKS];
+	unsigned n = 0;
+	while (n < TOP_BLOCKS && (held[n] = take(zone, TOP)) != ZA_PFN_NONE)
+		n++;
+	CHECK_MSG(n == TOP_BLOCKS, "%u of %u top blocks taken", n, (unsigned)TOP_BLOCKS);
+	if (n == 0)
+		return;
+	uint32_t base = held[--n];
+	pthread_mutex_lock(&zone->lock);
+	za_mark_resident(zone, base + 1, (1u << TOP) - 1, false);
+	za_page_at(zone, base)->state = ZA_PG_TAIL;
+	__za_free_one(zone, base, TOP, (1u << TOP) - 1);
+	size_t budget = 16;
+	uint32_t pfn = __za_rmqueue(zone, 0, ZA_KIND_RUN, &budget);
+	if (pfn != ZA_PFN_NONE) {
+		za_page_at(zone, pfn)->state = ZA_PG_BLOCK;
+		za_page_at(zone, pfn)->order = 0;
+	}
+	pthread_mutex_unlock(&zone->lock);
+	CHECK_MSG(pfn == base, "one page under a 16-page budget: pfn %u, the resident one is %u",
+		  pfn, base);
+	CHECK_MSG(budget >= 15, "one page charged %zu pages of a 16-page budget", 16 - budget);
+	CHECK_HEAP();
+	if (pfn != ZA_PFN_NONE)
+		give(zone, pfn, 0);
+	while (n)
+		give(zone, held[--n], TOP);
+	CHECK_HEAP();
+	check_whole_zone("budget");
+}
+
 int main(void)
 {
 	public_api();
@@ -205,6 +245,7 @@ int main(void)
 		zone_one_order(zone);
 		zone_staircase(zone, true);
 		zone_staircase(zone, false);
+		zone_budget_part_released(zone);
 	}
 
 	/* Every order held at once through the API, then freed; the caches
