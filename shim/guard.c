@@ -375,6 +375,7 @@ struct tquar {
 	struct tqent e[TQ_SLOTS];
 };
 static __thread struct tquar *tq __attribute__((tls_model("initial-exec")));
+#define TQ_AHEAD 4   /* quarantine(): prefetch distance, in objects */
 #define TQ_SPARE 4
 static struct tquar *tq_spare[TQ_SPARE];   /* ended threads' FIFOs (guard_lock) */
 static unsigned tq_n_spare;
@@ -443,6 +444,10 @@ static void quarantine(void *p, size_t size, size_t bytes, int kind)
 	t->bytes += bytes;
 	while (t->n > 1 && (t->bytes > q_limit || t->n == TQ_SLOTS)) {
 		struct tqent *o = &t->e[t->head];
+		/* The object a few frees from leaving, fetched before its check
+		 * reads it (it has waited out of the cache). */
+		if (t->n > TQ_AHEAD)
+			__builtin_prefetch(t->e[(t->head + TQ_AHEAD) & (TQ_SLOTS - 1)].p);
 		t->head = (t->head + 1) & (TQ_SLOTS - 1);
 		t->n--;
 		t->bytes -= o->bytes;
@@ -691,6 +696,12 @@ static void *slab_alloc(unsigned cls, size_t size, bool zero)
 	char *p = za_slab_alloc_exact(cls);
 	if (!p)
 		return NULL;
+	/* Objects come back from the quarantine long after they were freed,
+	 * out of the cache: the next pop's link is fetched while this one is
+	 * checked. */
+	struct za_slab *next = za_tls_heap->cur[cls];
+	if (likely(next->free))
+		__builtin_prefetch(next->free);
 	size_t slot = za_classes[cls].size;
 	uintptr_t *w = (uintptr_t *)(void *)p;
 	/* Freed objects kept the pattern through the quarantine (the first 16
