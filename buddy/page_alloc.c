@@ -205,9 +205,9 @@ static inline uint32_t __expand(struct za_zone *zone, uint32_t *pfnp, unsigned l
 	return released;
 }
 
-/* At most the pages that taking the head block of free_area[k] for an
- * order-`order` request newly commits: no more than the block's released
- * pages, nor than the part it keeps (__expand). Charging a part-released
+/* At most the pages that taking a free block for an order-`order`
+ * request newly commits: no more than the block's released pages, nor
+ * than the part it keeps (__expand). Charging a part-released
  * block all of its released pages once refused a one-page request with a
  * 413-page budget and 15,360 pages free, and called it fragmentation. */
 static inline uint32_t __commit_cost(const struct za_page *head, unsigned order)
