@@ -51,6 +51,16 @@ static inline void *try_alloc(unsigned order, unsigned kind, const struct za_pol
 	return za_buddy_alloc(order, kind, za_policy_budget(policy));
 }
 
+/* After the slow path has given up on a new zone: what was just freed
+ * may lie in another kind's pageblocks, which the mixing fallback takes
+ * (a shrinker's or the quarantine's pages once went unused so, and one
+ * page was refused as "fragmented" with a free page and budget for it). */
+static inline void *try_alloc_mixed(unsigned order, unsigned kind, const struct za_policy *policy)
+{
+	void *p = try_alloc(order, kind, policy);
+	return p ? p : za_buddy_alloc_fallback(order, kind, za_policy_budget(policy));
+}
+
 /* The pageblocks an allocation of this policy's goes to (buddy.h): what may
  * use the reserve keeps to pageblocks of its own. */
 static inline unsigned run_kind(const struct za_policy *policy)
@@ -131,7 +141,7 @@ again:
 
 		if (za_policy_quarantine_give(policy)) {
 			progress = true;
-			if ((p = try_alloc(order, kind, policy)))
+			if ((p = try_alloc_mixed(order, kind, policy)))
 				return p;
 		}
 
@@ -141,7 +151,7 @@ again:
 			size_t short_by = za_policy_shortfall(policy, need);
 			if (za_policy_shrink((short_by ? short_by : need) << ZA_PAGE_SHIFT) > 0) {
 				progress = true;
-				if ((p = try_alloc(order, kind, policy)))
+				if ((p = try_alloc_mixed(order, kind, policy)))
 					return p;
 			}
 		}
@@ -150,7 +160,7 @@ again:
 			if (policy->may_reclaim)
 				(void)za_policy_oom(need << ZA_PAGE_SHIFT,
 						    failure(policy, need, os_refused), true);
-			if ((p = try_alloc(order, kind, policy)))
+			if ((p = try_alloc_mixed(order, kind, policy)))
 				return p;
 			if (policy->may_block)
 				backoff(round);
@@ -166,7 +176,7 @@ again:
 	if (st == ZA_ENOMEM_FRAGMENTED && policy->may_reclaim && compact_tries < ZA_COMPACT_TRIES &&
 	    za_policy_compact(need << ZA_PAGE_SHIFT)) {
 		compact_tries++;
-		if ((p = try_alloc(order, kind, policy)))
+		if ((p = try_alloc_mixed(order, kind, policy)))
 			return p;
 		goto again;
 	}
@@ -175,7 +185,7 @@ again:
 	if (policy->may_reclaim && oom_tries < ZA_OOM_TRIES &&
 	    za_policy_oom(need << ZA_PAGE_SHIFT, st, false)) {
 		oom_tries++;
-		if ((p = try_alloc(order, kind, policy)))
+		if ((p = try_alloc_mixed(order, kind, policy)))
 			return p;
 		goto again;
 	}
